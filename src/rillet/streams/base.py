@@ -1,0 +1,92 @@
+"""The `StreamBackend` protocol: per-run event logs, commands to runs, and session activity.
+
+A run is the only producer of its log and a connection is only a subscriber, so nothing here may
+assume the producer and the subscriber share a process: the Redis implementation maps each
+operation onto `XADD`/`XREAD` (logs), pub/sub plus a key (commands), and `SET NX` (activity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from rillet.events import RunEvent
+
+CommandKind = Literal["cancel", "decision", "message"]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An instruction addressed to a run, wherever it executes."""
+
+    kind: CommandKind
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "data": self.data}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Command:
+        return cls(kind=raw["kind"], data=raw.get("data") or {})
+
+
+class StreamBackend(Protocol):
+    """Event logs, commands and per-session activity."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    # event logs
+    async def append(self, event: RunEvent) -> None:
+        """Append to the event's run log. `event.seq` must be the log's last seq + 1."""
+
+    async def last_seq(self, run_id: str) -> int:
+        """The highest seq in the log; 0 for an empty or unknown log."""
+
+    async def has_log(self, run_id: str) -> bool:
+        """True while the log exists (during the run and its retention time)."""
+
+    def subscribe(self, run_id: str, after: int = 0) -> AsyncIterator[RunEvent]:
+        """The events with seq > `after`: what the log holds, then live ones, ending after
+        `run.finished`. Raises `ResumeExpiredError` when no such log exists (any more)."""
+
+    async def read_all(self, run_id: str) -> list[RunEvent]:
+        """Everything the log holds now, without waiting."""
+
+    async def expire(self, run_id: str, after_s: float) -> None:
+        """Drop the log `after_s` seconds from now (called once the run has finished)."""
+
+    # commands
+    async def send_command(self, run_id: str, command: Command) -> None:
+        """Deliver to the run's command stream; kept until read, so a run that subscribes
+        later still sees it."""
+
+    def commands(self, run_id: str) -> AsyncIterator[Command]:
+        """Commands for the run: those sent before this call, then new ones. Never ends;
+        the caller stops iterating."""
+
+    # session activity
+    async def claim_session(self, session_id: str, run_id: str) -> str | None:
+        """Mark `run_id` as the session's active run. Returns None on success, or the run id
+        already active (nothing changes then)."""
+
+    async def release_session(self, session_id: str, run_id: str) -> None:
+        """Clear the session's active run if it is still `run_id`."""
+
+    async def active_run(self, session_id: str) -> str | None: ...
+
+    async def announce_run(self, session_id: str, run_id: str) -> None:
+        """Tell watchers of the session that `run_id` started there."""
+
+    def session_runs(self, session_id: str) -> AsyncIterator[str]:
+        """Run ids announced for the session from now on. Never ends."""
+
+    async def enqueue(self, session_id: str, item: dict[str, Any]) -> None:
+        """Queue work to run after the session's active run (busy policy `enqueue`)."""
+
+    async def dequeue(self, session_id: str) -> dict[str, Any] | None:
+        """Take the oldest queued item of the session, if any."""
