@@ -37,6 +37,10 @@ MESSAGE_STATUS_FOR_RUN: dict[FinalRunStatus, MessageStatus] = {
 }
 
 
+_COMMON_FIELDS = frozenset({"session_id", "run_id", "seq"})
+_PAYLOAD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunEvent:
     """Fields shared by every run event."""
@@ -48,11 +52,12 @@ class RunEvent:
 
     def payload(self) -> dict[str, Any]:
         """The kind-specific fields, as JSON-ready values."""
-        return {
-            name: getattr(self, name)
-            for name in self.__dataclass_fields__
-            if name not in ("session_id", "run_id", "seq")
-        }
+        names = _PAYLOAD_FIELDS.get(type(self))
+        if names is None:
+            names = _PAYLOAD_FIELDS[type(self)] = tuple(
+                f.name for f in dataclasses.fields(self) if f.name not in _COMMON_FIELDS
+            )
+        return {name: getattr(self, name) for name in names}
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -179,6 +179,9 @@ class Store(Protocol):
 
     async def get_run(self, user_id: str, run_id: str) -> RunRecord: ...
 
+    async def run_for_client_id(self, user_id: str, client_id: str) -> RunRecord | None:
+        """The run started by the user's message with this client id, if any."""
+
     async def get_run_any(self, run_id: str) -> RunRecord | None:
         """Unscoped lookup, for the server's own recovery work."""
 

@@ -41,6 +41,9 @@ class StreamBackend(Protocol):
     async def ping(self) -> bool: ...
 
     # event logs
+    async def open_log(self, run_id: str) -> None:
+        """Create the run's log before its first event, so subscribers can wait on it."""
+
     async def append(self, event: RunEvent) -> None:
         """Append to the event's run log. `event.seq` must be the log's last seq + 1."""
 
@@ -69,13 +72,19 @@ class StreamBackend(Protocol):
         """Commands for the run: those sent before this call, then new ones. Never ends;
         the caller stops iterating."""
 
-    # session activity
+    # session activity (atomic: the busy policy relies on it across processes)
     async def claim_session(self, session_id: str, run_id: str) -> str | None:
-        """Mark `run_id` as the session's active run. Returns None on success, or the run id
-        already active (nothing changes then)."""
+        """Make `run_id` the session's active run. Returns None on success, or the run id that
+        is already active (nothing changes then)."""
 
-    async def release_session(self, session_id: str, run_id: str) -> None:
-        """Clear the session's active run if it is still `run_id`."""
+    async def claim_or_enqueue(self, session_id: str, item: dict[str, Any]) -> bool:
+        """Claim the session for `item["run_id"]` when free (True: start it now), else queue
+        `item` behind the active run (False)."""
+
+    async def release_session(self, session_id: str, run_id: str) -> dict[str, Any] | None:
+        """The finished `run_id` gives up the session. When work is queued, the oldest item is
+        taken and becomes the active run in the same step, and is returned: the caller starts
+        it. Otherwise the session becomes free and None is returned."""
 
     async def active_run(self, session_id: str) -> str | None: ...
 
@@ -83,10 +92,5 @@ class StreamBackend(Protocol):
         """Tell watchers of the session that `run_id` started there."""
 
     def session_runs(self, session_id: str) -> AsyncIterator[str]:
-        """Run ids announced for the session from now on. Never ends."""
-
-    async def enqueue(self, session_id: str, item: dict[str, Any]) -> None:
-        """Queue work to run after the session's active run (busy policy `enqueue`)."""
-
-    async def dequeue(self, session_id: str) -> dict[str, Any] | None:
-        """Take the oldest queued item of the session, if any."""
+        """The session's active run id (if any), then every run id announced from now on; a
+        run id may come twice (callers drop repeats). Never ends."""

@@ -1,0 +1,21 @@
+"""The parts one Rillet process is made of, created at start and shared by every transport."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rillet.chat.runs import RunService
+from rillet.server.auth import Authenticator
+from rillet.settings import Settings
+from rillet.storage.base import Store
+from rillet.streams.base import StreamBackend
+
+
+@dataclass
+class Rillet:
+    settings: Settings
+    store: Store
+    streams: StreamBackend
+    runs: RunService
+    auth: Authenticator
+    connections: int = 0
