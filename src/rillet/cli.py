@@ -126,8 +126,12 @@ def keys_list(user: Annotated[str, typer.Option(help="User name.")]) -> None:
             record = await store.ensure_user(user)
             table = Table("id", "prefix", "created", "revoked")
             for key in await store.list_api_keys(record.id):
-                table.add_row(key.id, key.prefix, key.created_at.isoformat(),
-                              key.revoked_at.isoformat() if key.revoked_at else "")
+                table.add_row(
+                    key.id,
+                    key.prefix,
+                    key.created_at.isoformat(),
+                    key.revoked_at.isoformat() if key.revoked_at else "",
+                )
             console.print(table)
         finally:
             await store.close()

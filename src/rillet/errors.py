@@ -132,7 +132,7 @@ class ToolError(ProtocolError):
     code = "tool_error"
 
 
-class TimeoutError_(ProtocolError):  # noqa: N801 - avoids shadowing the builtin
+class TimeoutError_(ProtocolError):  # named so it does not shadow the builtin
     code = "timeout"
     retryable = True
 

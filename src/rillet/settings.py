@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     """Origins allowed to open WebSockets; empty allows any (API clients send none)."""
 
     default_model: str | None = None
-    """Model used when a message names none; unset picks the first provider with a key, else `demo`."""
+    """Model used when a message names none; unset: the first provider with a key, else `demo`."""
     openai_api_key: str | None = Field(
         default=None, validation_alias=AliasChoices("RILLET_OPENAI_API_KEY", "OPENAI_API_KEY")
     )

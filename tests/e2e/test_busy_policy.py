@@ -63,7 +63,12 @@ async def test_a_message_while_a_run_is_active(
     messages = httpx.get(f"{server.url}/v1/sessions/{session_id}/messages").json()["data"]
     assert [m["role"] for m in messages] == expected_roles
     statuses = [m["status"] for m in messages if m["role"] == "assistant"]
-    assert statuses == {"reject": ["complete"], "enqueue": ["complete", "complete"],
-                        "interrupt": ["cancelled", "complete"]}[policy]
+    assert (
+        statuses
+        == {
+            "reject": ["complete"],
+            "enqueue": ["complete", "complete"],
+            "interrupt": ["cancelled", "complete"],
+        }[policy]
+    )
     await client.close()
-

@@ -142,9 +142,7 @@ async def test_cancel_sent_right_after_the_message_is_honoured(
     client = await WsClient.connect(server.ws_url, alice)
     await client.message("words=50 rate=0")
     session = await client.recv_type("session")
-    await client.send(
-        {"type": "control", "action": "cancel", "session_id": session["session_id"]}
-    )
+    await client.send({"type": "control", "action": "cancel", "session_id": session["session_id"]})
     frames = await client.until_end()
     assert frames[-1]["data"]["reason"] == "cancelled"
     assert messages_of(server, alice, session["session_id"])[-1]["status"] == "cancelled"
@@ -162,8 +160,7 @@ async def test_resent_message_id_starts_no_second_run(server: ServerProcess, ali
     assert text_of(client.frames) == bench_text(200)
     # A resend after the run ended also joins the first run (replayed), never a new one.
     other = await WsClient.connect(server.ws_url, alice)
-    await other.message("words=200 rate=400", client_id=client_id,
-                        session_id=session["session_id"])
+    await other.message("words=200 rate=400", client_id=client_id, session_id=session["session_id"])
     replay = await other.until_end()
     assert {f["run_id"] for f in replay if f.get("run_id")} == {first["run_id"]}
     saved = messages_of(server, alice, session["session_id"])
@@ -290,8 +287,9 @@ async def test_rest_sessions_and_run_events_sse(server: ServerProcess, alice: st
         assert [e["seq"] for e in events] == list(range(3, len(events) + 3))
         assert events[-1]["kind"] == "run.finished"
         full = await http.get(f"/v1/runs/{run_id}/events", params={"after": 0})
-        texts = [json.loads(line[6:]) for line in full.text.splitlines()
-                 if line.startswith("data: ")]
+        texts = [
+            json.loads(line[6:]) for line in full.text.splitlines() if line.startswith("data: ")
+        ]
         assert "".join(e["text"] for e in texts if e["kind"] == "text.delta") == bench_text(30)
         assert (await http.delete(f"/v1/sessions/{session_id}")).status_code == 204
         assert (await http.get(f"/v1/sessions/{session_id}")).status_code == 404

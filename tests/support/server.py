@@ -59,8 +59,17 @@ def start_server(tmp_path: Path, *args: str, **env: str) -> ServerProcess:
     log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rillet", "serve", "--port", "0", "--log-level", "warning",
-             *args],
+            [
+                sys.executable,
+                "-m",
+                "rillet",
+                "serve",
+                "--port",
+                "0",
+                "--log-level",
+                "warning",
+                *args,
+            ],
             stdout=subprocess.PIPE,
             stderr=log,
             env=full_env,

@@ -356,42 +356,60 @@ class RunService:
             )
         await emitter.flush()
         message_status = MESSAGE_STATUS_FOR_RUN[status]
-        ids = {"session_id": job.session_id, "run_id": job.run_id, "seq": 0}
+        session_id, run_id = job.session_id, job.run_id
+        input_tokens, output_tokens, cost = 0, 0, None
         try:
             if error is not None:
                 await emitter.emit(
                     ErrorEvent(
-                        **ids, code=error.code, message=error.message, retryable=error.retryable
+                        session_id=session_id,
+                        run_id=run_id,
+                        seq=0,
+                        code=error.code,
+                        message=error.message,
+                        retryable=error.retryable,
                     )
                 )
             run = await self.store.finish_run(
-                job.run_id,
+                run_id,
                 status=status,
                 reason=reason,
                 error=error.message if error is not None else None,
                 parts=emitter.parts.parts,
                 message_status=message_status,
             )
+            input_tokens, output_tokens, cost = run.input_tokens, run.output_tokens, run.cost_usd
             if history:
                 await self.store.append_history(
-                    session_id=job.session_id,
-                    run_id=job.run_id,
+                    session_id=session_id,
+                    run_id=run_id,
                     messages=ModelMessagesTypeAdapter.dump_python(history, mode="json"),
                 )
-            totals = {
-                "input_tokens": run.input_tokens,
-                "output_tokens": run.output_tokens,
-                "cost_usd": run.cost_usd,
-            }
         except Exception:
-            logger.exception("saving the end of run %s failed", job.run_id)
-            totals = {}
+            # The log must still end, or every subscriber would wait forever.
+            logger.exception("saving the end of run %s failed", run_id)
         await emitter.emit(
             MessageCompletedEvent(
-                **ids, message_id=job.message_id, parts=emitter.parts.parts, status=message_status
+                session_id=session_id,
+                run_id=run_id,
+                seq=0,
+                message_id=job.message_id,
+                parts=emitter.parts.parts,
+                status=message_status,
             )
         )
-        await emitter.emit(RunFinishedEvent(**ids, status=status, reason=reason, **totals))
+        await emitter.emit(
+            RunFinishedEvent(
+                session_id=session_id,
+                run_id=run_id,
+                seq=0,
+                status=status,
+                reason=reason,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost_usd=cost,
+            )
+        )
         await emitter.close()
         await self.streams.expire(job.run_id, self.settings.event_retention_s)
         following = await self.streams.release_session(job.session_id, job.run_id)

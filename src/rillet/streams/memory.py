@@ -42,7 +42,7 @@ class _Waitable:
 
 
 class _Log(_Waitable):
-    __slots__ = ("events", "finished", "expiry")
+    __slots__ = ("events", "expiry", "finished")
 
     def __init__(self) -> None:
         super().__init__()

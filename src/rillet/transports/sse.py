@@ -24,15 +24,11 @@ def encode_event(event: RunEvent) -> bytes:
 
 
 def encode_error(error: ProtocolError) -> bytes:
-    data = json.dumps(
-        {"code": error.code, "message": error.message, "retryable": error.retryable}
-    )
+    data = json.dumps({"code": error.code, "message": error.message, "retryable": error.retryable})
     return f"event: error\ndata: {data}\n\n".encode()
 
 
-async def with_keepalive(
-    chunks: AsyncIterator[bytes], interval_s: float
-) -> AsyncIterator[bytes]:
+async def with_keepalive(chunks: AsyncIterator[bytes], interval_s: float) -> AsyncIterator[bytes]:
     """`chunks`, with a keep-alive comment whenever nothing was sent for `interval_s`."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 

@@ -281,9 +281,7 @@ class WebSocketConnection:
 
     async def handle_control(self, incoming: ControlFrame) -> None:
         assert self.user is not None
-        run_id = await self.rillet.runs.cancel(
-            self.user.id, incoming.session_id, incoming.run_id
-        )
+        run_id = await self.rillet.runs.cancel(self.user.id, incoming.session_id, incoming.run_id)
         if run_id not in self._runs or self._runs[run_id].done():
             # Not watching that run: acknowledge once it has really stopped.
             self._helper(self._acknowledge_cancel(incoming.session_id, run_id))
@@ -361,12 +359,19 @@ class WebSocketConnection:
                     frame(kind, data, session_id=session_id, run_id=run_id, seq=event.seq)
                 )
                 if isinstance(event, RunFinishedEvent):
-                    await self.send(frame("usage_info", {
-                        "input_tokens": event.input_tokens,
-                        "output_tokens": event.output_tokens,
-                        "cost_usd": event.cost_usd,
-                        "total_cost_usd": await self.rillet.store.user_cost(self.user.id),
-                    }, session_id=session_id, run_id=run_id))
+                    await self.send(
+                        frame(
+                            "usage_info",
+                            {
+                                "input_tokens": event.input_tokens,
+                                "output_tokens": event.output_tokens,
+                                "cost_usd": event.cost_usd,
+                                "total_cost_usd": await self.rillet.store.user_cost(self.user.id),
+                            },
+                            session_id=session_id,
+                            run_id=run_id,
+                        )
+                    )
         except ProtocolError as exc:
             await self._send_quietly(error_frame(exc, session_id=session_id))
         except (WebSocketDisconnect, RuntimeError):

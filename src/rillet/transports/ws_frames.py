@@ -92,8 +92,15 @@ ClientFrame = Annotated[
     Field(discriminator="type"),
 ]
 _client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
-FRAME_TYPES = ("init", "message", "control", "confirmation_response", "subscribe",
-               "unsubscribe", "ping")
+FRAME_TYPES = (
+    "init",
+    "message",
+    "control",
+    "confirmation_response",
+    "subscribe",
+    "unsubscribe",
+    "ping",
+)
 
 
 def parse_frame(text: str) -> ClientFrame:
