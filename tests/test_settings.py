@@ -36,8 +36,8 @@ def test_environment_then_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_auth_none_is_refused_off_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RILLET_AUTH_MODE", raising=False)
     with pytest.raises((ConfigurationError, ValidationError), match="loopback"):
-        Settings(host="0.0.0.0")  # noqa: S104 - the point of the test
-    assert Settings(host="0.0.0.0", auth_mode="api_key").host == "0.0.0.0"  # noqa: S104
+        Settings(host="0.0.0.0")
+    assert Settings(host="0.0.0.0", auth_mode="api_key").host == "0.0.0.0"
     assert Settings(host="::1").auth_mode == "none"
 
 
