@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     """Largest WebSocket frame accepted; a larger one closes the connection with 1009."""
     messages_per_minute: int = 30
     """Messages one user may send per minute (control frames never count)."""
+    max_connections_per_user: int = 50
+    """Open WebSockets one user may have on this process; more close with 4429."""
+    max_connections_per_ip: int = 200
+    """Open WebSockets one client address may have on this process; more close with 4429."""
     max_model_requests: int = 10
     """Model requests one run may make."""
     tool_timeout_s: float = 30.0

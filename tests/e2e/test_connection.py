@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
         idle_timeout_s="2",
         allowed_origins='["https://chat.example"]',
         messages_per_minute="3",
+        max_connections_per_user="2",
     )
     yield proc
     proc.stop()
@@ -81,3 +83,21 @@ async def test_token_as_subprotocol_and_message_rate_limit(strict_server: Server
         await client.send({"type": "ping", "t": t})
         assert (await client.recv_type("pong"))["data"]["t"] == t
     await client.close()
+
+
+async def test_too_many_connections_for_one_user_close_with_4429(
+    strict_server: ServerProcess,
+) -> None:
+    key = create_key(strict_server, "frank")
+    first = await WsClient.connect(strict_server.ws_url, key)
+    second = await WsClient.connect(strict_server.ws_url, key)
+    third = await WsClient.connect(strict_server.ws_url, init=False)
+    await third.send({"type": "init", "token": key})
+    assert await closed_code(third) == 4429
+    await first.close()
+    await asyncio.sleep(0.2)
+    fourth = await WsClient.connect(strict_server.ws_url, key)  # a place was freed
+    await fourth.send({"type": "ping", "t": 4})
+    assert (await fourth.recv_type("pong"))["data"]["t"] == 4
+    await second.close()
+    await fourth.close()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from rillet.chat.runs import RunService
 from rillet.server.auth import Authenticator
@@ -19,3 +20,5 @@ class Rillet:
     runs: RunService
     auth: Authenticator
     connections: int = 0
+    connections_by_user: Counter[str] = field(default_factory=Counter)
+    connections_by_ip: Counter[str] = field(default_factory=Counter)

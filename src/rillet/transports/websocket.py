@@ -16,6 +16,7 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from typing import Any, assert_never
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -54,6 +55,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_IDLE = 4408
+CLOSE_TOO_MANY = 4429
 
 
 class ConnectionState(enum.Enum):
@@ -84,6 +86,7 @@ class WebSocketConnection:
         self._sessions: dict[str, asyncio.Task[None]] = {}
         self._helpers: set[asyncio.Task[None]] = set()
         self._last_activity = time.monotonic()
+        self._counted_user: str | None = None
 
     def _move(self, state: ConnectionState) -> None:
         if state not in _TRANSITIONS[self.state]:
@@ -106,12 +109,23 @@ class WebSocketConnection:
             except UnauthorizedError as exc:
                 await self._close(CLOSE_UNAUTHORIZED, exc.message)
                 return
+        ip = self.ws.client.host if self.ws.client else "?"
+        if self.rillet.connections_by_ip[ip] >= settings.max_connections_per_ip:
+            await self._close(CLOSE_TOO_MANY, "too many connections from this address")
+            return
         self.rillet.connections += 1
+        self.rillet.connections_by_ip[ip] += 1
         watchdog = asyncio.create_task(self._watchdog())
         try:
+            if self.user is not None and not self._count_user():
+                await self._close(CLOSE_TOO_MANY, "too many connections for this user")
+                return
             await self._read_loop()
         finally:
             self.rillet.connections -= 1
+            _decrement(self.rillet.connections_by_ip, ip)
+            if self._counted_user is not None:
+                _decrement(self.rillet.connections_by_user, self._counted_user)
             watchdog.cancel()
             await self._stop_tasks()
             if self.state is not ConnectionState.CLOSED:
@@ -218,6 +232,9 @@ class WebSocketConnection:
         self.user = user
         if self.state is ConnectionState.AWAITING_INIT:
             self._move(ConnectionState.READY)
+        if announce and self._counted_user is None and not self._count_user():
+            await self._close(CLOSE_TOO_MANY, "too many connections for this user")
+            return
         if announce:
             settings = self.rillet.settings
             await self.send(
@@ -235,6 +252,16 @@ class WebSocketConnection:
                     },
                 )
             )
+
+    def _count_user(self) -> bool:
+        """Count this connection against its user's limit; False when it is over."""
+        assert self.user is not None
+        counts = self.rillet.connections_by_user
+        if counts[self.user.id] >= self.rillet.settings.max_connections_per_user:
+            return False
+        counts[self.user.id] += 1
+        self._counted_user = self.user.id
+        return True
 
     async def handle_ping(self, incoming: PingFrame) -> None:
         await self.send(frame("pong", {"t": incoming.t}))
@@ -401,6 +428,12 @@ class WebSocketConnection:
             if item.startswith("bearer."):
                 return item.removeprefix("bearer.")
         return None
+
+
+def _decrement(counts: Counter[str], key: str) -> None:
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]
 
 
 def _frame_ref(text: str) -> str | None:
