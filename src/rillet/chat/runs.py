@@ -51,7 +51,7 @@ from rillet.events import (
     UsageEvent,
 )
 from rillet.settings import BusyPolicy, Settings
-from rillet.storage.base import SessionRecord, Store, UsageRecord
+from rillet.storage.base import SessionRecord, Store, TurnStart, UsageRecord
 from rillet.streams.base import Command, StreamBackend
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,11 @@ class MessageRequest:
     mode: Mode = "agent"
     model: str | None = None
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    regenerate: bool = False
+    """Answer the session's last user message again, in place of its last answer (`query` is
+    ignored; `message_id` may name that message or answer). Refused as `busy` while a run is
+    active in the session, whatever the policy."""
+    message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +140,11 @@ class RunService:
                 f"the message has {len(request.query)} characters; "
                 f"the limit is {self.settings.max_message_chars}"
             )
-        if not request.query.strip():
+        if not request.query.strip() and not request.regenerate:
             raise InvalidFrameError("the message is empty")
         model = self.resolve(request.model)
-        policy = policy or self.settings.busy_policy
+        # The answer a regeneration replaces must not be running, so it never queues or interrupts.
+        policy = "reject" if request.regenerate else policy or self.settings.busy_policy
         if request.session_id is not None:
             await self.store.get_session(user_id, request.session_id)
             active = await self.streams.active_run(request.session_id)
@@ -149,15 +155,18 @@ class RunService:
             ):
                 raise BusyError("a run is already active in this session")
         await self._limiter.hit(user_id)
-        turn = await self.store.begin_turn(
-            user_id=user_id,
-            session_id=request.session_id,
-            client_id=request.client_id,
-            text=request.query,
-            attachments=request.attachments or None,
-            model=model.info.id,
-            mode=request.mode,
-        )
+        if request.regenerate:
+            turn = await self._begin_regeneration(user_id, request, model.info.id)
+        else:
+            turn = await self.store.begin_turn(
+                user_id=user_id,
+                session_id=request.session_id,
+                client_id=request.client_id,
+                text=request.query,
+                attachments=request.attachments or None,
+                model=model.info.id,
+                mode=request.mode,
+            )
         submitted = Submitted(
             session=turn.session,
             session_created=turn.session_created,
@@ -174,7 +183,7 @@ class RunService:
             message_id=turn.run.message_id,
             model=model.info.id,
             mode=request.mode,
-            prompt=request.query,
+            prompt=_text_of(turn.user_message.parts) if request.regenerate else request.query,
         )
         await self.streams.open_log(job.run_id)
         if policy == "enqueue":
@@ -184,6 +193,19 @@ class RunService:
             await self._claim(job, policy)
         self._spawn(job)
         return submitted
+
+    async def _begin_regeneration(
+        self, user_id: str, request: MessageRequest, model: str
+    ) -> TurnStart:
+        if request.session_id is None:
+            raise InvalidFrameError("a regeneration needs the session whose answer it replaces")
+        return await self.store.begin_regeneration(
+            user_id=user_id,
+            session_id=request.session_id,
+            model=model,
+            mode=request.mode,
+            message_id=request.message_id,
+        )
 
     def resolve(self, model_id: str | None) -> ResolvedModel:
         return resolve_model(model_id or default_model_id(self.settings), self.settings)
@@ -454,6 +476,10 @@ class RunService:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=10)
+
+
+def _text_of(parts: list[dict[str, Any]]) -> str:
+    return "\n".join(part["text"] for part in parts if part.get("type") == "text")
 
 
 def _has_prompt(message: ModelMessage) -> bool:

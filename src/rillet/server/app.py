@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from rillet import __version__
 from rillet.chat.runs import RunService
 from rillet.errors import InvalidFrameError, ProtocolError
+from rillet.server import chat_routes
 from rillet.server.auth import Authenticator
 from rillet.server.context import Rillet
 from rillet.server.routes import router
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(chat_routes.router)
     app.add_api_websocket_route("/v1/ws", websocket_endpoint)
 
     @app.exception_handler(ProtocolError)

@@ -145,7 +145,12 @@ class Store(Protocol):
     ) -> list[SessionRecord]:
         """Newest `updated_at` first."""
 
-    async def create_session(self, user_id: str, title: str = "") -> SessionRecord: ...
+    async def create_session(
+        self, user_id: str, title: str = "", *, session_id: str | None = None
+    ) -> SessionRecord:
+        """A new session; with `session_id` the caller picks its id (AI SDK clients name their
+        chats). If that id already exists, the user's own session is returned as it is, and
+        another user's raises `NotFoundError`."""
 
     async def rename_session(self, user_id: str, session_id: str, title: str) -> SessionRecord: ...
 
@@ -176,6 +181,23 @@ class Store(Protocol):
         self, *, user_id: str, session_id: str, message_id: str, model: str, mode: Mode
     ) -> RunRecord:
         """A new `running` run that continues writing assistant message `message_id`."""
+
+    async def begin_regeneration(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        model: str,
+        mode: Mode,
+        message_id: str | None = None,
+        run_id: str | None = None,
+    ) -> TurnStart:
+        """In one transaction, replace the session's last answer: delete the assistant messages
+        after the last user message, with the runs that wrote them and those runs' model history
+        (usage rows stay), then create a new assistant message (`streaming`) and run (`running`)
+        answering that user message again. `message_id`, when given, must name that user message
+        or the answer being replaced (`InvalidFrameError` otherwise); a session without a user
+        message raises `NotFoundError`."""
 
     async def get_run(self, user_id: str, run_id: str) -> RunRecord: ...
 

@@ -28,8 +28,11 @@ def encode_error(error: ProtocolError) -> bytes:
     return f"event: error\ndata: {data}\n\n".encode()
 
 
-async def with_keepalive(chunks: AsyncIterator[bytes], interval_s: float) -> AsyncIterator[bytes]:
-    """`chunks`, with a keep-alive comment whenever nothing was sent for `interval_s`."""
+async def with_keepalive(
+    chunks: AsyncIterator[bytes], interval_s: float, keepalive: bytes = KEEP_ALIVE
+) -> AsyncIterator[bytes]:
+    """`chunks`, with `keepalive` (an SSE comment by default) whenever nothing was sent for
+    `interval_s`."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     async def pump() -> None:
@@ -45,7 +48,7 @@ async def with_keepalive(chunks: AsyncIterator[bytes], interval_s: float) -> Asy
             try:
                 chunk = await asyncio.wait_for(queue.get(), interval_s)
             except TimeoutError:
-                yield KEEP_ALIVE
+                yield keepalive
                 continue
             if chunk is None:
                 break
