@@ -12,10 +12,18 @@ const [scenario] = process.argv.slice(2);
 const url = process.env.RILLET_URL;
 const auth = { authorization: `Bearer ${process.env.RILLET_KEY}` };
 
+// The messages the server saved, once none is still being written: an `error` chunk reaches the
+// client just before the run's end is saved.
 async function saved(chatId) {
-  const response = await fetch(`${url}/v1/sessions/${encodeURIComponent(chatId)}/messages`, { headers: auth });
-  if (!response.ok) return { status: response.status };
-  const { data } = await response.json();
+  const deadline = Date.now() + 10000;
+  let data;
+  do {
+    const response = await fetch(`${url}/v1/sessions/${encodeURIComponent(chatId)}/messages`, { headers: auth });
+    if (!response.ok) return { status: response.status };
+    ({ data } = await response.json());
+    if (!data.some((m) => m.status === 'streaming')) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  } while (Date.now() < deadline);
   return data.map((m) => ({
     id: m.id,
     role: m.role,

@@ -66,10 +66,18 @@ function describe(chat) {
   };
 }
 
+// The messages the server saved, once none is still being written: an `error` chunk reaches the
+// client just before the run's end is saved.
 async function saved(chatId) {
-  const response = await fetch(`${url}/v1/sessions/${encodeURIComponent(chatId)}/messages`, { headers: auth });
-  if (!response.ok) return { status: response.status };
-  const { data } = await response.json();
+  const deadline = Date.now() + 10000;
+  let data;
+  do {
+    const response = await fetch(`${url}/v1/sessions/${encodeURIComponent(chatId)}/messages`, { headers: auth });
+    if (!response.ok) return { status: response.status };
+    ({ data } = await response.json());
+    if (!data.some((m) => m.status === 'streaming')) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  } while (Date.now() < deadline);
   return data.map((m) => ({
     id: m.id,
     role: m.role,
@@ -78,15 +86,16 @@ async function saved(chatId) {
   }));
 }
 
-async function until(predicate, timeoutMs = 20000) {
+// Wait until the chat's answer has at least `words` words.
+async function untilWords(chat, words, timeoutMs = 20000) {
   const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting for the chat');
+  const answer = () => (chat.lastMessage?.role === 'assistant' ? textOf(chat.lastMessage) : '');
+  while (answer().split(' ').length < words) {
+    if (chat.status === 'error') throw new Error(`the chat failed: ${chat.error?.message}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${words} words`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
-
-const lastText = (chat) => (chat.lastMessage?.role === 'assistant' ? textOf(chat.lastMessage) : '');
 
 const scenarios = {
   // Two turns in one chat: the server keeps the history, each answer is saved as streamed.
@@ -132,7 +141,7 @@ const scenarios = {
   async cancel() {
     const chat = newChat('bench');
     const sending = chat.sendMessage({ text: 'words=2000 rate=200' });
-    await until(() => lastText(chat).split(' ').length >= 5);
+    await untilWords(chat, 5);
     const cancel = await fetch(`${url}/v1/sessions/${chat.id}/cancel`, { method: 'POST', headers: auth });
     await sending;
     return { cancelStatus: cancel.status, final: describe(chat), saved: await saved(chat.id), expected: BENCH(2000) };
@@ -155,7 +164,7 @@ const scenarios = {
     const words = 400;
     const chat = newChat('bench');
     const sending = chat.sendMessage({ text: `words=${words} rate=200` });
-    await until(() => lastText(chat).split(' ').length >= 10);
+    await untilWords(chat, 10);
     await chat.stop();
     await sending;
     const stopped = describe(chat);
