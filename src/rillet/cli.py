@@ -13,7 +13,6 @@ import sys
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
@@ -73,19 +72,13 @@ def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
     bound_port = sock.getsockname()[1]
-    from rillet.server.app import create_app
+    from rillet.server.serve import serve_one, serve_workers
 
-    config = uvicorn.Config(
-        create_app(settings),
-        log_level=log_level,
-        ws_max_size=settings.max_frame_bytes,
-        ws_ping_interval=settings.ping_interval_s,
-        ws_ping_timeout=settings.ping_interval_s,
-        timeout_graceful_shutdown=35,
-        access_log=False,
-    )
     print(f"rillet: listening on http://{settings.host}:{bound_port}", flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    if workers > 1:
+        sock.listen(2048)
+        raise typer.Exit(serve_workers(settings, sock, log_level, workers))
+    serve_one(settings, sock, log_level)
 
 
 @keys_app.command("create")

@@ -4,6 +4,8 @@
 RilletError
 ├── ConfigurationError        bad settings; raised at start, never on the wire
 ├── StorageError              the database failed (translated from SQLAlchemy)
+├── StreamError               the stream backend failed or refused (translated from Redis)
+│   └── LeaseLostError        another node took the run over; its old owner must stop
 └── ProtocolError             a refusal sent to a client, carrying a wire `code`
     ├── UnauthorizedError     unauthorized
     ├── ForbiddenError        forbidden
@@ -68,6 +70,16 @@ class ConfigurationError(RilletError):
 
 class StorageError(RilletError):
     """The database refused or failed an operation."""
+
+
+class StreamError(RilletError):
+    """The stream backend failed (Redis unreachable) or refused an append (a log that lost its
+    events, a seq out of order, an already finished run)."""
+
+
+class LeaseLostError(StreamError):
+    """The run's lease belongs to another node now (it took the run over): the old owner must
+    stop appending and leave the run's end to the new one."""
 
 
 class ProtocolError(RilletError):

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     """SQLAlchemy async URL: `sqlite+aiosqlite:///path.db` or `postgresql+asyncpg://...`."""
     redis_url: str | None = None
     """Redis URL for event logs and commands shared by several processes; unset = in-memory."""
+    redis_prefix: str = "rillet:"
+    """Prefix of every Redis key and channel, so several deployments can share one Redis."""
+    lease_ttl_s: float = 15.0
+    """A run's lease lasts this long unless its node renews it (every third of it); when it
+    lapses (the node died), any node marks the run `interrupted` and closes its log."""
+    drain_timeout_s: float = 30.0
+    """On SIGTERM, how long runs may go on before they are interrupted."""
 
     auth_mode: AuthMode = "none"
     """`none` (single local user, loopback only) or `api_key` (keys from `rillet keys create`)."""
@@ -119,6 +126,8 @@ class Settings(BaseSettings):
             )
         if self.coalesce_window_ms < 0 or self.coalesce_max_chars < 1:
             raise ConfigurationError("coalescing window must be >= 0 and max chars >= 1")
+        if self.lease_ttl_s <= 0 or self.drain_timeout_s < 0:
+            raise ConfigurationError("lease_ttl_s must be > 0 and drain_timeout_s >= 0")
         return self
 
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from rillet.chat.parts import PartsBuilder
 from rillet.events import ReasoningDeltaEvent, RunEvent, TextDeltaEvent
@@ -32,6 +32,8 @@ class RunEmitter:
         window_s: float,
         max_chars: int,
         first_seq: int = 1,
+        fence: int | None = None,
+        parts: list[dict[str, Any]] | None = None,
     ) -> None:
         self._streams = streams
         self.session_id = session_id
@@ -39,6 +41,8 @@ class RunEmitter:
         self._window = window_s
         self._max_chars = max_chars
         self._next_seq = first_seq
+        self.fence = fence
+        """The run's lease fence, sent with every append (see `StreamBackend.append`)."""
         self._lock = asyncio.Lock()
         self._buffer: list[str] = []
         self._buffer_chars = 0
@@ -46,7 +50,7 @@ class RunEmitter:
         self._last_append = -1e9  # monotonic time of the last delta append
         self._timer: asyncio.TimerHandle | None = None
         self._timer_flush: asyncio.Task[None] | None = None
-        self.parts = PartsBuilder()
+        self.parts = PartsBuilder(parts or ())
 
     @property
     def last_seq(self) -> int:
@@ -106,7 +110,7 @@ class RunEmitter:
 
     async def _append_locked(self, event: RunEvent) -> RunEvent:
         event = event.with_seq(self._next_seq)
-        await self._streams.append(event)
+        await self._streams.append(event, self.fence)
         self._next_seq += 1
         self.parts.add(event)
         return event

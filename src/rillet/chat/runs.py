@@ -29,14 +29,17 @@ from rillet.chat.agent import AgentOutcome, AgentRunner
 from rillet.chat.emitter import RunEmitter
 from rillet.chat.limits import MessageRateLimiter
 from rillet.chat.models import ResolvedModel, cost_usd, default_model_id, resolve_model
+from rillet.chat.parts import parts_from_events
 from rillet.chat.tools import builtin_tools
 from rillet.errors import (
     BusyError,
     InternalError,
     InvalidFrameError,
+    LeaseLostError,
     NotFoundError,
     ProtocolError,
     ResumeExpiredError,
+    StreamError,
     TooLargeError,
 )
 from rillet.events import (
@@ -51,7 +54,7 @@ from rillet.events import (
     UsageEvent,
 )
 from rillet.settings import BusyPolicy, Settings
-from rillet.storage.base import SessionRecord, Store, TurnStart, UsageRecord
+from rillet.storage.base import RunRecord, SessionRecord, Store, TurnStart, UsageRecord
 from rillet.streams.base import Command, StreamBackend
 
 logger = logging.getLogger(__name__)
@@ -125,6 +128,9 @@ class RunService:
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._accepting = True
+        self._leases: dict[str, int] = {}
+        """Fences of the run leases this process holds, by run id (see `chat/recovery.py`)."""
+        self._lost: set[str] = set()
 
     # --- submitting --------------------------------------------------------------------------
 
@@ -185,13 +191,20 @@ class RunService:
             mode=request.mode,
             prompt=_text_of(turn.user_message.parts) if request.regenerate else request.query,
         )
-        await self.streams.open_log(job.run_id)
-        if policy == "enqueue":
-            if not await self.streams.claim_or_enqueue(job.session_id, asdict(job)):
-                return replace(submitted, queued=True)
-        else:
-            await self._claim(job, policy)
-        self._spawn(job)
+        fence: int | None = None
+        try:
+            await self.streams.open_log(job.run_id)
+            if policy == "enqueue":
+                if not await self.streams.claim_or_enqueue(job.session_id, asdict(job)):
+                    return replace(submitted, queued=True)
+            else:
+                # Leased before the session is claimed, so a crash in between is recovered.
+                fence = await self._lease(job.run_id)
+                await self._claim(job, policy, fence)
+        except StreamError as exc:
+            await self._fail_unstarted(job, exc)
+            raise InternalError("the event stream is unavailable; try again shortly") from exc
+        self._spawn(job, fence)
         return submitted
 
     async def _begin_regeneration(
@@ -216,7 +229,7 @@ class RunService:
             return False
         return await self.store.run_for_client_id(user_id, request.client_id) is not None
 
-    async def _claim(self, job: _Job, policy: BusyPolicy) -> None:
+    async def _claim(self, job: _Job, policy: BusyPolicy, fence: int) -> None:
         for _ in range(INTERRUPT_ATTEMPTS):
             active = await self.streams.claim_session(job.session_id, job.run_id)
             if active is None:
@@ -226,7 +239,9 @@ class RunService:
             await self.cancel_run(active)
             await self._wait_finished(active)
         # Lost a race with another message: this turn was saved, so it ends visibly.
-        await self._finish(job, None, "failed", "busy", BusyError("a run is already active"))
+        await self._finish(
+            job, self._emitter(job, fence), "failed", "busy", BusyError("a run is already active")
+        )
         raise BusyError("a run is already active in this session")
 
     async def _wait_finished(self, run_id: str) -> None:
@@ -254,20 +269,54 @@ class RunService:
         await self.streams.send_command(run_id, Command("cancel"))
 
     async def subscribe(self, user_id: str, run_id: str, after: int = 0) -> AsyncIterator[RunEvent]:
-        """The run's events after seq `after`, then live ones until `run.finished`."""
+        """The run's events after seq `after`, then live ones until `run.finished`. A failing
+        stream backend ends it with a retryable `InternalError`, never a hang."""
         await self.store.get_run(user_id, run_id)
-        async for event in self.streams.subscribe(run_id, after):
-            yield event
+        try:
+            async for event in self.streams.subscribe(run_id, after):
+                yield event
+        except StreamError as exc:
+            raise InternalError("the event stream failed; subscribe again shortly") from exc
 
     # --- executing ----------------------------------------------------------------------------
 
-    def _spawn(self, job: _Job) -> None:
-        task = asyncio.create_task(self._execute(job), name=f"run-{job.run_id}")
-        self._tasks[job.run_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job.run_id, None))
+    def _spawn(self, job: _Job, fence: int | None = None) -> None:
+        task = asyncio.create_task(self._execute(job, fence), name=f"run-{job.run_id}")
+        self._track(job.run_id, task)
 
-    async def _execute(self, job: _Job) -> None:
-        emitter = self._emitter(job)
+    def _track(self, run_id: str, task: asyncio.Task[None]) -> None:
+        self._tasks[run_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+
+    async def _lease(self, run_id: str) -> int:
+        fence = await self.streams.acquire_lease(run_id, self.settings.lease_ttl_s)
+        self._leases[run_id] = fence
+        return fence
+
+    async def _fail_unstarted(self, job: _Job, exc: Exception) -> None:
+        """A run that could not start because the streams failed: its record still ends."""
+        logger.error("run %s could not start: %s", job.run_id, exc)
+        self._leases.pop(job.run_id, None)
+        try:
+            await self.store.finish_run(
+                job.run_id,
+                status="failed",
+                reason="internal",
+                error=f"the event stream failed: {exc}",
+                parts=[],
+                message_status="error",
+            )
+        except Exception:
+            logger.exception("saving the failure of run %s failed", job.run_id)
+
+    async def _execute(self, job: _Job, fence: int | None = None) -> None:
+        if fence is None:
+            try:
+                fence = await self._lease(job.run_id)
+            except StreamError as exc:
+                await self._fail_unstarted(job, exc)
+                return
+        emitter = self._emitter(job, fence)
         cancel = asyncio.Event()
         watcher = asyncio.create_task(self._watch_commands(job.run_id, cancel))
         outcome: AgentOutcome | None = None
@@ -288,7 +337,11 @@ class RunService:
             outcome = await self._run_agent(job, emitter, cancel)
             status, error = outcome.status, outcome.error
         except asyncio.CancelledError:
+            if job.run_id in self._lost:
+                return self._forget(job.run_id)
             status, error = "interrupted", InternalError("the server stopped during the run")
+        except LeaseLostError:
+            return self._forget(job.run_id)
         except Exception as exc:
             logger.exception("run %s failed", job.run_id)
             error = exc if isinstance(exc, ProtocolError) else InternalError("internal error")
@@ -345,42 +398,53 @@ class RunService:
             if command.kind == "cancel":
                 cancel.set()
 
-    def _emitter(self, job: _Job) -> RunEmitter:
+    def _emitter(
+        self,
+        job: _Job,
+        fence: int | None,
+        first_seq: int = 1,
+        parts: list[dict[str, Any]] | None = None,
+    ) -> RunEmitter:
         return RunEmitter(
             self.streams,
             session_id=job.session_id,
             run_id=job.run_id,
             window_s=self.settings.coalesce_window_ms / 1000.0,
             max_chars=self.settings.coalesce_max_chars,
+            first_seq=first_seq,
+            fence=fence,
+            parts=parts,
         )
 
     async def _finish(
         self,
         job: _Job,
-        emitter: RunEmitter | None,
+        emitter: RunEmitter,
         status: FinalRunStatus,
         reason: str,
         error: ProtocolError | None,
         history: list[ModelMessage] | None = None,
     ) -> None:
-        """Save the answer and close the log; every run ends here exactly once."""
-        emitter = emitter or self._emitter(job)
-        if emitter.last_seq == 0:
-            await emitter.emit(
-                RunStartedEvent(
-                    session_id=job.session_id,
-                    run_id=job.run_id,
-                    seq=0,
-                    message_id=job.message_id,
-                    model=job.model,
-                    mode=job.mode,
-                )
-            )
-        await emitter.flush()
+        """Save the answer and close the log; every run ends here exactly once. The database
+        record is saved even when the log cannot be written (its Redis is down); when another
+        node has taken the run over (`LeaseLostError`), that node ends it instead."""
         message_status = MESSAGE_STATUS_FOR_RUN[status]
         session_id, run_id = job.session_id, job.run_id
         input_tokens, output_tokens, cost = 0, 0, None
+        log_ok = True
         try:
+            if emitter.last_seq == 0:
+                await emitter.emit(
+                    RunStartedEvent(
+                        session_id=job.session_id,
+                        run_id=job.run_id,
+                        seq=0,
+                        message_id=job.message_id,
+                        model=job.model,
+                        mode=job.mode,
+                    )
+                )
+            await emitter.flush()
             if error is not None:
                 await emitter.emit(
                     ErrorEvent(
@@ -392,6 +456,12 @@ class RunService:
                         retryable=error.retryable,
                     )
                 )
+        except LeaseLostError:
+            return self._forget(run_id)
+        except StreamError as exc:
+            logger.error("the log of run %s cannot be written: %s", run_id, exc)
+            log_ok = False
+        try:
             run = await self.store.finish_run(
                 run_id,
                 status=status,
@@ -410,40 +480,123 @@ class RunService:
         except Exception:
             # The log must still end, or every subscriber would wait forever.
             logger.exception("saving the end of run %s failed", run_id)
-        await emitter.emit(
-            MessageCompletedEvent(
-                session_id=session_id,
-                run_id=run_id,
-                seq=0,
-                message_id=job.message_id,
-                parts=emitter.parts.parts,
-                status=message_status,
-            )
-        )
-        await emitter.emit(
-            RunFinishedEvent(
-                session_id=session_id,
-                run_id=run_id,
-                seq=0,
-                status=status,
-                reason=reason,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cost_usd=cost,
-            )
-        )
-        await emitter.close()
-        await self.streams.expire(job.run_id, self.settings.event_retention_s)
-        following = await self.streams.release_session(job.session_id, job.run_id)
+        try:
+            if log_ok:
+                await emitter.emit(
+                    MessageCompletedEvent(
+                        session_id=session_id,
+                        run_id=run_id,
+                        seq=0,
+                        message_id=job.message_id,
+                        parts=emitter.parts.parts,
+                        status=message_status,
+                    )
+                )
+                await emitter.emit(
+                    RunFinishedEvent(
+                        session_id=session_id,
+                        run_id=run_id,
+                        seq=0,
+                        status=status,
+                        reason=reason,
+                        input_tokens=input_tokens,
+                        output_tokens=output_tokens,
+                        cost_usd=cost,
+                    )
+                )
+                await emitter.close()
+                await self.streams.expire(job.run_id, self.settings.event_retention_s)
+            if emitter.fence is not None:
+                await self.streams.release_lease(run_id, emitter.fence)
+            following = await self.streams.release_session(job.session_id, job.run_id)
+        except LeaseLostError:
+            return self._forget(run_id)
+        except StreamError as exc:
+            logger.error("closing the log of run %s failed: %s", run_id, exc)
+            following = None
+        self._forget(run_id)
         if following is not None:
             self._spawn(_Job.from_item(following))
 
+    def _forget(self, run_id: str) -> None:
+        self._leases.pop(run_id, None)
+        self._lost.discard(run_id)
+
+    # --- leases and recovery (driven by `chat/recovery.py`) -------------------------------------
+
+    @property
+    def held_leases(self) -> dict[str, int]:
+        """The run leases this process holds now: run id -> fence."""
+        return dict(self._leases)
+
+    def lease_lost(self, run_id: str) -> None:
+        """Another node took the run over: stop it here without ending it."""
+        self._lost.add(run_id)
+        task = self._tasks.get(run_id)
+        if task is not None:
+            task.cancel()
+
+    def spawn_recovery(self, run_id: str, fence: int) -> None:
+        """End, as `interrupted`, a run whose node died; this process won its lease (`fence`)."""
+        self._leases[run_id] = fence
+        task = asyncio.create_task(self._recover_run(run_id, fence), name=f"recover-{run_id}")
+        self._track(run_id, task)
+
+    async def _recover_run(self, run_id: str, fence: int) -> None:
+        record = await self.store.get_run_any(run_id)
+        events = await self.streams.read_all(run_id)
+        if record is None:
+            await self.streams.release_lease(run_id, fence)
+            return self._forget(run_id)
+        job = _Job(
+            run_id=run_id,
+            session_id=record.session_id,
+            user_id=record.user_id,
+            message_id=record.message_id,
+            model=record.model,
+            mode=record.mode,
+            prompt=await self._prompt_of(record),
+        )
+        emitter = self._emitter(
+            job, fence, first_seq=len(events) + 1, parts=parts_from_events(events)
+        )
+        if events and isinstance(events[-1], RunFinishedEvent):
+            # It ended; its node died before it let the session go.
+            await self.streams.release_lease(run_id, fence)
+            following = await self.streams.release_session(job.session_id, run_id)
+            self._forget(run_id)
+            if following is not None:
+                self._spawn(_Job.from_item(following))
+            return
+        logger.warning("run %s lost its node; ending it as interrupted", run_id)
+        status: FinalRunStatus = "interrupted"
+        error: ProtocolError | None = InternalError(
+            "the server running this answer stopped; the partial answer was saved"
+        )
+        if record.status not in ("running", "interrupted"):
+            # Its node saved the end in the database but died before closing the log.
+            status, error = record.status, None  # type: ignore[assignment]
+        history: list[ModelMessage] = [ModelRequest(parts=[UserPromptPart(content=job.prompt)])]
+        await self._finish(job, emitter, status, record.reason or status, error, history)
+
+    async def _prompt_of(self, record: RunRecord) -> str:
+        page = await self.store.list_messages(record.user_id, record.session_id, limit=100)
+        for message in page.items:
+            if message.id == record.user_message_id:
+                return _text_of(message.parts)
+        return ""
+
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def recover(self) -> int:
-        """Mark runs left `running` by a dead single process as `interrupted`."""
+    async def recover(self, min_age_s: float = 0.0) -> int:
+        """Mark runs left `running` without an event log (by a dead single process, or a node
+        that died before it opened the log) as `interrupted`. With several nodes, `min_age_s`
+        spares runs another node is starting right now."""
         count = 0
+        now = datetime.now(UTC)
         for run in await self.store.runs_with_status("running"):
+            if (now - run.created_at).total_seconds() < min_age_s:
+                continue
             if await self.streams.has_log(run.id):
                 continue
             await self.store.finish_run(
@@ -464,6 +617,10 @@ class RunService:
     @property
     def active_runs(self) -> int:
         return len(self._tasks)
+
+    def stop_accepting(self) -> None:
+        """Refuse new messages from now on (the server drains)."""
+        self._accepting = False
 
     async def drain(self, deadline_s: float) -> None:
         """Stop accepting messages, let runs finish until the deadline, then interrupt them."""

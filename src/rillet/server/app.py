@@ -1,8 +1,10 @@
 """The ASGI application: wiring of store, streams, runs and transports, and error mapping.
 
 `create_app(settings)` builds a FastAPI app whose lifespan starts the store (applying
-migrations) and the stream backend, recovers runs a previous process left `running`, and on
-shutdown drains: no new messages, runs get until the drain deadline to finish.
+migrations) and the stream backend (Redis when `redis_url` is set, else in memory), recovers runs
+a previous process left `running`, keeps run leases when several processes share the streams
+(`chat/recovery.py`), and on shutdown drains: no new messages, runs get until
+`drain_timeout_s` to finish (`server/serve.py` drains before Uvicorn closes connections).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from rillet import __version__
+from rillet.chat.limits import make_limiter
+from rillet.chat.recovery import LeaseKeeper
 from rillet.chat.runs import RunService
 from rillet.errors import InvalidFrameError, ProtocolError
 from rillet.server import chat_routes
@@ -26,14 +30,15 @@ from rillet.settings import Settings
 from rillet.storage.sql import SqlStore
 from rillet.streams.base import StreamBackend
 from rillet.streams.memory import MemoryBackend
+from rillet.streams.redis import RedisBackend
 from rillet.transports.websocket import websocket_endpoint
 
 logger = logging.getLogger(__name__)
 
-DRAIN_DEADLINE_S = 30.0
-
 
 def make_streams(settings: Settings) -> StreamBackend:
+    if settings.redis_url:
+        return RedisBackend(settings.redis_url, settings.redis_prefix)
     return MemoryBackend()
 
 
@@ -46,7 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         streams = make_streams(settings)
         await store.start()
         await streams.start()
-        runs = RunService(settings, store, streams)
+        limiter = make_limiter(settings)
+        runs = RunService(settings, store, streams, limiter)
+        keeper = LeaseKeeper(runs) if streams.shared else None
         app.state.rillet = Rillet(
             settings=settings,
             store=store,
@@ -54,13 +61,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runs=runs,
             auth=Authenticator(settings, store),
         )
-        recovered = await runs.recover()
+        # With shared streams, a young run without a log may be another node's, just starting.
+        recovered = await runs.recover(min_age_s=2 * settings.lease_ttl_s + 10 if keeper else 0)
         if recovered:
             logger.warning("marked %d runs of a previous process as interrupted", recovered)
+        if keeper is not None:
+            keeper.start()
         try:
             yield
         finally:
-            await runs.drain(DRAIN_DEADLINE_S)
+            await runs.drain(settings.drain_timeout_s)
+            if keeper is not None:
+                await keeper.close()
+            await limiter.close()
             await streams.close()
             await store.close()
 

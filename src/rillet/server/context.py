@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rillet.chat.runs import RunService
 from rillet.server.auth import Authenticator
 from rillet.settings import Settings
 from rillet.storage.base import Store
 from rillet.streams.base import StreamBackend
+
+
+class GoingAway(Protocol):
+    """A client connection the server can send elsewhere when it drains."""
+
+    async def going_away(self) -> None: ...
 
 
 @dataclass
@@ -22,3 +29,5 @@ class Rillet:
     connections: int = 0
     connections_by_user: Counter[str] = field(default_factory=Counter)
     connections_by_ip: Counter[str] = field(default_factory=Counter)
+    sockets: set[GoingAway] = field(default_factory=set)
+    """Open WebSocket connections, closed with 1001 when the server drains."""

@@ -1,8 +1,11 @@
-"""The `StreamBackend` protocol: per-run event logs, commands to runs, and session activity.
+"""The `StreamBackend` protocol: per-run event logs, commands to runs, session activity, leases.
 
 A run is the only producer of its log and a connection is only a subscriber, so nothing here may
 assume the producer and the subscriber share a process: the Redis implementation maps each
-operation onto `XADD`/`XREAD` (logs), pub/sub plus a key (commands), and `SET NX` (activity).
+operation onto `XADD`/`XREAD` (logs), pub/sub plus a list (commands), Lua scripts (activity) and
+keys with a TTL and a fencing number (leases). A lease says which node executes a run; its fence
+goes with every append, so once another node has taken an expired lease over, the old owner's
+appends are refused (`LeaseLostError`) and only the new owner can end the log.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ class Command:
 
 
 class StreamBackend(Protocol):
-    """Event logs, commands and per-session activity."""
+    """Event logs, commands, per-session activity and run leases."""
+
+    @property
+    def shared(self) -> bool:
+        """True when other processes see the same logs (so a run may outlive its node)."""
 
     async def start(self) -> None: ...
 
@@ -44,8 +51,10 @@ class StreamBackend(Protocol):
     async def open_log(self, run_id: str) -> None:
         """Create the run's log before its first event, so subscribers can wait on it."""
 
-    async def append(self, event: RunEvent) -> None:
-        """Append to the event's run log. `event.seq` must be the log's last seq + 1."""
+    async def append(self, event: RunEvent, fence: int | None = None) -> None:
+        """Append to the event's run log. `event.seq` must be the log's last seq + 1 and the log
+        must not have finished (else `StreamError`). `fence` is the appender's lease fence: once
+        the run has a lease, an append with another fence (or none) raises `LeaseLostError`."""
 
     async def last_seq(self, run_id: str) -> int:
         """The highest seq in the log; 0 for an empty or unknown log."""
@@ -94,3 +103,19 @@ class StreamBackend(Protocol):
     def session_runs(self, session_id: str) -> AsyncIterator[str]:
         """The session's active run id (if any), then every run id announced from now on; a
         run id may come twice (callers drop repeats). Never ends."""
+
+    # leases (who executes a run; see the module docstring)
+    async def acquire_lease(self, run_id: str, ttl_s: float) -> int:
+        """Take the run's lease for `ttl_s` seconds; returns its new fence (any older fence is
+        refused from now on)."""
+
+    async def renew_leases(self, leases: dict[str, int], ttl_s: float) -> list[str]:
+        """Extend each lease (run id -> fence) by `ttl_s`; returns the run ids whose lease was
+        taken over by another fence (their runs must stop)."""
+
+    async def release_lease(self, run_id: str, fence: int) -> None:
+        """Give the lease up after the run's log has ended (no-op if `fence` is stale)."""
+
+    async def take_expired_leases(self, ttl_s: float, limit: int = 100) -> list[tuple[str, int]]:
+        """Take over runs whose lease expired: each `(run_id, fence)` returned is won by this
+        caller alone (across every node) and leased to it for `ttl_s`, to end the run."""

@@ -2,17 +2,19 @@
 
 The default for one process. Everything lives in this process's memory, so a restart loses the
 logs of running runs (the database still has their records). Subscribers wait on futures that an
-append resolves, so an idle subscriber costs nothing.
+append resolves, so an idle subscriber costs nothing. Leases and fences work as on Redis (so the
+shared backend tests hold for both), with deadlines on this process's monotonic clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from rillet.errors import ResumeExpiredError
+from rillet.errors import LeaseLostError, ResumeExpiredError, StreamError
 from rillet.events import RunEvent
 from rillet.streams.base import Command
 
@@ -68,6 +70,12 @@ class MemoryBackend:
         self._active: dict[str, str] = {}
         self._queues: dict[str, deque[dict[str, Any]]] = {}
         self._watchers: dict[str, set[asyncio.Queue[str]]] = {}
+        self._fences: dict[str, int] = {}
+        self._deadlines: dict[str, float] = {}
+
+    @property
+    def shared(self) -> bool:
+        return False
 
     async def start(self) -> None:
         return None
@@ -86,14 +94,19 @@ class MemoryBackend:
     async def open_log(self, run_id: str) -> None:
         self._logs.setdefault(run_id, _Log())
 
-    async def append(self, event: RunEvent) -> None:
+    async def append(self, event: RunEvent, fence: int | None = None) -> None:
+        current = self._fences.get(event.run_id)
+        if current is not None and fence != current:
+            raise LeaseLostError(f"run {event.run_id} is leased with another fence")
         log = self._logs.get(event.run_id)
         if log is None:
             log = self._logs[event.run_id] = _Log()
-        if event.seq != len(log.events) + 1:
-            raise ValueError(f"seq {event.seq} does not follow {len(log.events)} in {event.run_id}")
         if log.finished:
-            raise ValueError(f"run {event.run_id} has already finished")
+            raise StreamError(f"run {event.run_id} has already finished")
+        if event.seq != len(log.events) + 1:
+            raise StreamError(
+                f"seq {event.seq} does not follow {len(log.events)} in {event.run_id}"
+            )
         log.events.append(event)
         if event.kind == "run.finished":
             log.finished = True
@@ -135,6 +148,7 @@ class MemoryBackend:
     def _drop(self, run_id: str) -> None:
         self._logs.pop(run_id, None)
         self._mailboxes.pop(run_id, None)
+        self._fences.pop(run_id, None)
 
     # commands
     async def send_command(self, run_id: str, command: Command) -> None:
@@ -198,3 +212,28 @@ class MemoryBackend:
                 watchers.discard(queue)
                 if not watchers:
                     del self._watchers[session_id]
+
+    # leases
+    async def acquire_lease(self, run_id: str, ttl_s: float) -> int:
+        fence = self._fences[run_id] = self._fences.get(run_id, 0) + 1
+        self._deadlines[run_id] = time.monotonic() + ttl_s
+        return fence
+
+    async def renew_leases(self, leases: dict[str, int], ttl_s: float) -> list[str]:
+        lost = []
+        for run_id, fence in leases.items():
+            current = self._fences.get(run_id)
+            if current == fence:
+                self._deadlines[run_id] = time.monotonic() + ttl_s
+            elif current is not None:
+                lost.append(run_id)
+        return lost
+
+    async def release_lease(self, run_id: str, fence: int) -> None:
+        if self._fences.get(run_id) == fence:
+            self._deadlines.pop(run_id, None)
+
+    async def take_expired_leases(self, ttl_s: float, limit: int = 100) -> list[tuple[str, int]]:
+        now = time.monotonic()
+        expired = [run_id for run_id, deadline in self._deadlines.items() if deadline <= now]
+        return [(run_id, await self.acquire_lease(run_id, ttl_s)) for run_id in expired[:limit]]

@@ -56,6 +56,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_IDLE = 4408
 CLOSE_TOO_MANY = 4429
+CLOSE_GOING_AWAY = 1001
 
 
 class ConnectionState(enum.Enum):
@@ -113,8 +114,12 @@ class WebSocketConnection:
         if self.rillet.connections_by_ip[ip] >= settings.max_connections_per_ip:
             await self._close(CLOSE_TOO_MANY, "too many connections from this address")
             return
+        if not self.rillet.runs.accepting:
+            await self._close(CLOSE_GOING_AWAY, "server going away; reconnect")
+            return
         self.rillet.connections += 1
         self.rillet.connections_by_ip[ip] += 1
+        self.rillet.sockets.add(self)
         watchdog = asyncio.create_task(self._watchdog())
         try:
             if self.user is not None and not self._count_user():
@@ -123,6 +128,7 @@ class WebSocketConnection:
             await self._read_loop()
         finally:
             self.rillet.connections -= 1
+            self.rillet.sockets.discard(self)
             _decrement(self.rillet.connections_by_ip, ip)
             if self._counted_user is not None:
                 _decrement(self.rillet.connections_by_user, self._counted_user)
@@ -174,6 +180,10 @@ class WebSocketConnection:
 
     def _busy(self) -> bool:
         return any(not task.done() for task in self._runs.values())
+
+    async def going_away(self) -> None:
+        """The server drains: the client should reconnect (to another node)."""
+        await self._close(CLOSE_GOING_AWAY, "server going away; reconnect")
 
     async def _close(self, code: int, reason: str) -> None:
         if self.state is ConnectionState.CLOSED:

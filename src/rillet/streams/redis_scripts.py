@@ -1,0 +1,153 @@
+"""The Lua scripts of the Redis stream backend: each is one atomic step across several keys.
+
+Appending checks the lease fence, the seq and the end of the log in the same step as the `XADD`;
+session activity hands the session over to the next queued run in one step; lease take-over lets
+exactly one node win an expired lease. Time comes from Redis (`TIME`), so clocks of the nodes
+never matter. Keys other than `KEYS` are built from the prefix in `ARGV`, so these scripts assume
+one Redis (not Redis Cluster).
+"""
+
+from __future__ import annotations
+
+APPEND = """
+-- KEYS: meta, log, fence. ARGV: seq, payload, fence ('' = none), final ('1'/'0'), maxlen, ttl_s
+local fence = redis.call('GET', KEYS[3])
+if ARGV[3] == '' then
+  if fence then return redis.error_reply('FENCED the run is leased') end
+elseif fence ~= ARGV[3] then
+  return redis.error_reply('FENCED the run is leased with another fence')
+end
+local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
+local seq = tonumber(ARGV[1])
+if seq == last and last > 0 then
+  -- A retried append whose first try got through: accept it once more, unchanged.
+  local entry = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', ARGV[1] .. '-0')
+  if entry[1] and entry[1][2][2] == ARGV[2] then return last end
+end
+if redis.call('HGET', KEYS[1], 'done') == '1' then
+  return redis.error_reply('FINISHED the run has already finished')
+end
+if seq ~= last + 1 then
+  return redis.error_reply('SEQ seq ' .. ARGV[1] .. ' does not follow ' .. last)
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], ARGV[1] .. '-0', 'e', ARGV[2])
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], 'last', seq, 'done', '1')
+else
+  redis.call('HSET', KEYS[1], 'last', seq)
+end
+if last == 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+end
+return seq
+"""
+
+CLAIM = """
+-- KEYS: active. ARGV: run_id. Returns '' on success, else the active run id.
+local active = redis.call('GET', KEYS[1])
+if active and active ~= ARGV[1] then return active end
+redis.call('SET', KEYS[1], ARGV[1])
+return ''
+"""
+
+CLAIM_OR_ENQUEUE = """
+-- KEYS: active, queue. ARGV: run_id, item (JSON). Returns 1 = claimed, 0 = queued.
+local active = redis.call('GET', KEYS[1])
+if active and active ~= ARGV[1] then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+RELEASE = """
+-- KEYS: active, queue. ARGV: run_id. Returns the next item (now active) or false.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local item = redis.call('LPOP', KEYS[2])
+if item then
+  redis.call('SET', KEYS[1], cjson.decode(item)['run_id'])
+  return item
+end
+redis.call('DEL', KEYS[1])
+return false
+"""
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+ACQUIRE_LEASE = (
+    """
+-- KEYS: fence, lease, leases (zset). ARGV: run_id, ttl_ms, keep_s. Returns the new fence.
+"""
+    + _NOW
+    + """
+local fence = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], fence, 'PX', ARGV[2])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
+return fence
+"""
+)
+
+RENEW_LEASES = (
+    """
+-- KEYS: leases (zset). ARGV: prefix, ttl_ms, then run_id, fence pairs. Returns the lost run ids.
+"""
+    + _NOW
+    + """
+local ttl = tonumber(ARGV[2])
+local lost = {}
+for i = 3, #ARGV, 2 do
+  local run_id, fence = ARGV[i], ARGV[i + 1]
+  local current = redis.call('GET', ARGV[1] .. 'run:' .. run_id .. ':fence')
+  if current == fence then
+    redis.call('SET', ARGV[1] .. 'run:' .. run_id .. ':lease', fence, 'PX', ttl)
+    redis.call('ZADD', KEYS[1], now + ttl, run_id)
+  elseif current then
+    table.insert(lost, run_id)
+  end
+  -- No fence at all: Redis lost its data; the run's next append fails and ends it.
+end
+return lost
+"""
+)
+
+RELEASE_LEASE = """
+-- KEYS: fence, lease, leases (zset). ARGV: run_id, fence.
+if redis.call('GET', KEYS[1]) == ARGV[2] then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+return 1
+"""
+
+TAKE_EXPIRED = (
+    """
+-- KEYS: leases (zset). ARGV: prefix, ttl_ms, limit, keep_s. Returns run_id, fence pairs won.
+"""
+    + _NOW
+    + """
+local ttl = tonumber(ARGV[2])
+local won = {}
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+for _, run_id in ipairs(due) do
+  local base = ARGV[1] .. 'run:' .. run_id
+  local left = redis.call('PTTL', base .. ':lease')
+  if left > 0 then
+    redis.call('ZADD', KEYS[1], now + left, run_id)
+  else
+    local fence = redis.call('INCR', base .. ':fence')
+    redis.call('EXPIRE', base .. ':fence', ARGV[4])
+    redis.call('SET', base .. ':lease', fence, 'PX', ttl)
+    redis.call('ZADD', KEYS[1], now + ttl, run_id)
+    table.insert(won, run_id)
+    table.insert(won, fence)
+  end
+end
+return won
+"""
+)
