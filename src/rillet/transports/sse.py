@@ -32,27 +32,42 @@ async def with_keepalive(
     chunks: AsyncIterator[bytes], interval_s: float, keepalive: bytes = KEEP_ALIVE
 ) -> AsyncIterator[bytes]:
     """`chunks`, with `keepalive` (an SSE comment by default) whenever nothing was sent for
-    `interval_s`."""
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    `interval_s`. Chunks that arrived while the previous one was being sent go out together.
+
+    A producer task fills a buffer; the consumer sleeps on one event that a chunk or a timer
+    sets. A timer handle per wait costs far less than `asyncio.wait_for` (a task per chunk).
+    """
+    loop = asyncio.get_running_loop()
+    buffer: list[bytes] = []
+    wake = asyncio.Event()
+    finished = False
 
     async def pump() -> None:
+        nonlocal finished
         try:
             async for chunk in chunks:
-                await queue.put(chunk)
+                buffer.append(chunk)
+                wake.set()
         finally:
-            await queue.put(None)
+            finished = True
+            wake.set()
 
     task = asyncio.create_task(pump())
     try:
         while True:
-            try:
-                chunk = await asyncio.wait_for(queue.get(), interval_s)
-            except TimeoutError:
-                yield keepalive
-                continue
-            if chunk is None:
+            if not buffer and not finished:
+                timer = loop.call_later(interval_s, wake.set)
+                await wake.wait()
+                timer.cancel()
+            wake.clear()
+            if buffer:
+                out = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+                buffer.clear()
+                yield out
+            elif finished:
                 break
-            yield chunk
+            else:
+                yield keepalive
         await task  # re-raise what the producer raised
     finally:
         task.cancel()
