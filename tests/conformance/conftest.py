@@ -8,11 +8,13 @@ installed or run fails its tests; nothing is skipped.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,16 +47,19 @@ def node_clients() -> Path:
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed; the conformance tests need Node 20+ and npm")
-    if not _installed():
-        done = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"npm ci failed in {HERE}:\n{done.stdout}\n{done.stderr}")
+    # One installer at a time, should several pytest workers start together.
+    with (Path(tempfile.gettempdir()) / "rillet-npm-ci.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _installed():
+            done = subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=HERE,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if done.returncode != 0:
+                pytest.fail(f"npm ci failed in {HERE}:\n{done.stdout}\n{done.stderr}")
     return HERE
 
 
