@@ -27,6 +27,7 @@ FinalRunStatus = Literal["completed", "cancelled", "failed", "interrupted", "pau
 MessageStatus = Literal["streaming", "complete", "cancelled", "error", "interrupted"]
 ToolStatus = Literal["completed", "failed", "denied", "blocked", "skipped", "cancelled"]
 Mode = Literal["ask", "agent"]
+ToolSide = Literal["server", "client"]
 
 MESSAGE_STATUS_FOR_RUN: dict[FinalRunStatus, MessageStatus] = {
     "completed": "complete",
@@ -98,6 +99,10 @@ class ToolStartedEvent(RunEvent):
     tool_call_id: str
     tool_name: str
     args: dict[str, Any]
+    runs_on: ToolSide = "server"
+    """`client` for a tool the client declared (OpenAI `tools`, AG-UI `tools`): the server does
+    not run it, no `tool.finished` follows, and the run ends with reason `tool_calls`; the
+    client sends the result with its next message."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,7 +4,9 @@
 `RunEmitter` (text, reasoning, tool calls, usage). It never touches a connection or the database:
 it returns an `AgentOutcome` with the new model messages for the caller to store. A cancel is
 honoured at once while the model streams; a tool call that already started may finish first
-(bounded by the tool timeout), as DESIGN.md "Runs" asks.
+(bounded by the tool timeout), as DESIGN.md "Runs" asks. Tools a client declares (OpenAI and
+AG-UI `tools`) are pydantic-ai external tools: a call to one ends the run with the call pending,
+and the client's result comes back with its next message as `tool_results`.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic_ai import Agent, AgentRunResultEvent
+from pydantic_ai import Agent, AgentRunResultEvent, DeferredToolRequests
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.exceptions import (
     ModelAPIError,
@@ -38,16 +40,20 @@ from pydantic_ai.messages import (
     TextPartDelta,
     ThinkingPart,
     ThinkingPartDelta,
+    ToolCallPart,
     ToolReturnPart,
     UserPromptPart,
+    repair_messages,
 )
-from pydantic_ai.tools import RunContext
+from pydantic_ai.output import OutputSpec
+from pydantic_ai.tools import RunContext, ToolDefinition
+from pydantic_ai.toolsets import ExternalToolset
 from pydantic_ai.usage import RequestUsage, UsageLimits
 
 from rillet.chat.emitter import RunEmitter
 from rillet.chat.models import ResolvedModel
 from rillet.chat.tools import ToolSpec
-from rillet.errors import InternalError, ProtocolError, ProviderError
+from rillet.errors import InternalError, InvalidFrameError, ProtocolError, ProviderError
 from rillet.events import ToolFinishedEvent, ToolStartedEvent, ToolStatus
 
 logger = logging.getLogger(__name__)
@@ -67,12 +73,17 @@ TOOL_STATUS: dict[str, ToolStatus] = {
 
 UsageCallback = Callable[[RequestUsage, float | None], Awaitable[None]]
 
+_OUTPUT: OutputSpec[str | DeferredToolRequests] = [str, DeferredToolRequests]
+"""A run ends with the answer text, or with the client tool calls it waits for."""
+
 
 @dataclass
 class AgentOutcome:
     status: Literal["completed", "cancelled", "failed"]
     new_messages: list[ModelMessage]
     error: ProtocolError | None = None
+    pending_calls: list[ToolCallPart] = field(default_factory=list)
+    """Calls of client tools the run ended on; the client answers them in its next message."""
 
 
 @dataclass
@@ -109,6 +120,11 @@ class AgentRunner:
         self._max_requests = max_requests
         self._tool_timeout = tool_timeout_s
 
+    @property
+    def tool_names(self) -> frozenset[str]:
+        """Names of the tools the server runs itself."""
+        return frozenset(spec.name for spec in self._tools)
+
     async def run(
         self,
         *,
@@ -118,32 +134,53 @@ class AgentRunner:
         emitter: RunEmitter,
         cancel: asyncio.Event,
         on_usage: UsageCallback,
+        client_tools: Sequence[ToolDefinition] = (),
+        tool_results: Mapping[str, Any] | None = None,
+        instructions: str | None = None,
     ) -> AgentOutcome:
+        """One turn. `client_tools` are offered to the model but run by the client;
+        `tool_results` answer the client tool calls `history` ends with (by call id)."""
         agent: Agent[None, str] = Agent(
             model.model,
             instructions=self._system_prompt,
             tools=[spec.tool for spec in self._tools],
             capabilities=[_UsageReporter(on_usage)],
         )
-        turn = _Turn(emitter, cancel, self._tool_timeout)
+        returns = tool_return_request(history, tool_results or {})
+        if returns is not None:
+            history = [*history, returns]
+        elif prompt and history:
+            # A new prompt after unanswered tool calls: they are closed as not answered.
+            history = repair_messages(history)
+        turn = _Turn(emitter, cancel, self._tool_timeout, {tool.name for tool in client_tools})
         try:
             async with agent.run_stream_events(
-                prompt,
+                prompt or None,
+                output_type=_OUTPUT,
                 message_history=history or None,
                 usage_limits=UsageLimits(request_limit=self._max_requests),
+                instructions=instructions,
+                toolsets=[ExternalToolset(list(client_tools))] if client_tools else None,
             ) as events:
                 watcher = asyncio.create_task(turn.watch_cancel(events.cancel))
                 try:
                     async for event in events:
                         if isinstance(event, AgentRunResultEvent):
-                            return AgentOutcome("completed", event.result.new_messages())
+                            output = event.result.output
+                            return AgentOutcome(
+                                "completed",
+                                _with_returns(returns, event.result.new_messages()),
+                                pending_calls=(
+                                    output.calls if isinstance(output, DeferredToolRequests) else []
+                                ),
+                            )
                         await turn.handle(event)
                 finally:
                     watcher.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watcher
         except RunCancelled as exc:
-            messages = list(exc.new_messages())
+            messages = _with_returns(returns, exc.new_messages())
             await _bill_interrupted(messages, on_usage)
             messages.append(ModelRequest(parts=[UserPromptPart(content=CANCEL_NOTE)]))
             return AgentOutcome("cancelled", messages)
@@ -154,6 +191,56 @@ class AgentRunner:
         except UnexpectedModelBehavior as exc:
             return AgentOutcome("failed", [], ProviderError(f"unexpected model behaviour: {exc}"))
         raise InternalError("the agent ended without a result")
+
+
+def tool_return_request(
+    history: Sequence[ModelMessage], results: Mapping[str, Any]
+) -> ModelRequest | None:
+    """The model request carrying a client's `results` (by tool call id) for the tool calls of
+    the last model response in `history`; results for calls already answered are dropped.
+
+    Raises:
+        InvalidFrameError: a result names a call the last response did not make.
+    """
+    if not results:
+        return None
+    position = next(
+        (i for i in range(len(history) - 1, -1, -1) if isinstance(history[i], ModelResponse)), -1
+    )
+    calls = {
+        part.tool_call_id: part.tool_name
+        for part in (history[position].parts if position >= 0 else [])
+        if isinstance(part, ToolCallPart)
+    }
+    unknown = [call_id for call_id in results if call_id not in calls]
+    if unknown:
+        raise InvalidFrameError(
+            f"tool results for unknown tool calls: {', '.join(unknown)}; a result must answer a "
+            "tool call of the last assistant message"
+        )
+    answered = {
+        part.tool_call_id
+        for message in history[position + 1 :]
+        if isinstance(message, ModelRequest)
+        for part in message.parts
+        if isinstance(part, ToolReturnPart)
+    }
+    parts = [
+        ToolReturnPart(tool_name=calls[call_id], content=content, tool_call_id=call_id)
+        for call_id, content in results.items()
+        if call_id not in answered
+    ]
+    return ModelRequest(parts=list(parts)) if parts else None
+
+
+def _with_returns(
+    returns: ModelRequest | None, messages: Sequence[ModelMessage]
+) -> list[ModelMessage]:
+    """pydantic-ai leaves a history's trailing request out of the new messages; the client's
+    tool results are new in this run, so they are stored with it."""
+    if returns is None or returns in messages:
+        return list(messages)
+    return [returns, *messages]
 
 
 async def _bill_interrupted(messages: list[ModelMessage], on_usage: UsageCallback) -> None:
@@ -168,10 +255,17 @@ async def _bill_interrupted(messages: list[ModelMessage], on_usage: UsageCallbac
 class _Turn:
     """Translation of one turn's agent events into run events, and its cancel handling."""
 
-    def __init__(self, emitter: RunEmitter, cancel: asyncio.Event, tool_timeout: float) -> None:
+    def __init__(
+        self,
+        emitter: RunEmitter,
+        cancel: asyncio.Event,
+        tool_timeout: float,
+        client_tools: set[str],
+    ) -> None:
         self._emitter = emitter
         self._cancel = cancel
         self._tool_timeout = tool_timeout
+        self._client_tools = client_tools
         self._tools_running: set[str] = set()
         self._tools_idle = asyncio.Event()
         self._tools_idle.set()
@@ -203,8 +297,10 @@ class _Turn:
                 await emitter.delta("reasoning", part.content)
         elif isinstance(event, FunctionToolCallEvent):
             call = event.part
-            self._tools_running.add(call.tool_call_id)
-            self._tools_idle.clear()
+            on_client = call.tool_name in self._client_tools
+            if not on_client:
+                self._tools_running.add(call.tool_call_id)
+                self._tools_idle.clear()
             await emitter.emit(
                 ToolStartedEvent(
                     session_id=emitter.session_id,
@@ -213,6 +309,7 @@ class _Turn:
                     tool_call_id=call.tool_call_id,
                     tool_name=call.tool_name,
                     args=call.args_as_dict(),
+                    runs_on="client" if on_client else "server",
                 )
             )
         elif isinstance(event, FunctionToolResultEvent):

@@ -40,7 +40,8 @@ class PartsBuilder:
                 "tool_call_id": event.tool_call_id,
                 "tool_name": event.tool_name,
                 "args": event.args,
-                "status": "running",
+                # A client's tool is run by the client: its result comes with the next message.
+                "status": "running" if event.runs_on == "server" else "awaiting_client",
             }
             self._tools[event.tool_call_id] = part
             self.parts.append(part)

@@ -23,6 +23,7 @@ from pydantic_ai.messages import (
     ModelRequest,
     UserPromptPart,
 )
+from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.usage import RequestUsage
 
 from rillet.chat.agent import AgentOutcome, AgentRunner
@@ -77,6 +78,16 @@ class MessageRequest:
     ignored; `message_id` may name that message or answer). Refused as `busy` while a run is
     active in the session, whatever the policy."""
     message_id: str | None = None
+    history: list[ModelMessage] | None = None
+    """A stateless client's whole model history before this message (OpenAI and AG-UI clients
+    send it each time): used instead of the session's stored history, and stored with the run."""
+    client_tools: list[ToolDefinition] = field(default_factory=list)
+    """Tools the client declared and runs itself: calls to them end the run with reason
+    `tool_calls` (`ToolStartedEvent.runs_on` is `client`)."""
+    tool_results: dict[str, Any] = field(default_factory=dict)
+    """The client's results of those calls, by tool call id; `query` may then be empty."""
+    instructions: str | None = None
+    """Extra instructions for this run only (OpenAI system messages, AG-UI `context`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +111,11 @@ class _Job:
     model: str
     mode: Mode
     prompt: str
+    # The fields below are JSON (a queued job may travel through Redis).
+    history: list[dict[str, Any]] | None = None
+    client_tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_results: dict[str, Any] = field(default_factory=dict)
+    instructions: str | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> _Job:
@@ -146,8 +162,11 @@ class RunService:
                 f"the message has {len(request.query)} characters; "
                 f"the limit is {self.settings.max_message_chars}"
             )
-        if not request.query.strip() and not request.regenerate:
+        if not request.query.strip() and not request.regenerate and not request.tool_results:
             raise InvalidFrameError("the message is empty")
+        clash = sorted({t.name for t in request.client_tools} & self._runner.tool_names)
+        if clash:
+            raise InvalidFrameError(f"client tools may not use server tool names: {clash}")
         model = self.resolve(request.model)
         # The answer a regeneration replaces must not be running, so it never queues or interrupts.
         policy = "reject" if request.regenerate else policy or self.settings.busy_policy
@@ -169,7 +188,7 @@ class RunService:
                 session_id=request.session_id,
                 client_id=request.client_id,
                 text=request.query,
-                attachments=request.attachments or None,
+                attachments=[*request.attachments, *_result_parts(request.tool_results)] or None,
                 model=model.info.id,
                 mode=request.mode,
             )
@@ -190,6 +209,14 @@ class RunService:
             model=model.info.id,
             mode=request.mode,
             prompt=_text_of(turn.user_message.parts) if request.regenerate else request.query,
+            history=(
+                None
+                if request.history is None
+                else ModelMessagesTypeAdapter.dump_python(request.history, mode="json")
+            ),
+            client_tools=[_tool_json(tool) for tool in request.client_tools],
+            tool_results=dict(request.tool_results),
+            instructions=request.instructions,
         )
         fence: int | None = None
         try:
@@ -348,15 +375,25 @@ class RunService:
         finally:
             watcher.cancel()
         history = outcome.new_messages if outcome is not None else []
-        if status != "completed" and not any(_has_prompt(m) for m in history):
+        if status != "completed" and job.prompt and not any(_has_prompt(m) for m in history):
             history = [ModelRequest(parts=[UserPromptPart(content=job.prompt)]), *history]
-        await self._finish(job, emitter, status, _reason(status, error), error, history)
+        if job.history:
+            # Stored with the run, so the session a stateless request made holds it all.
+            history = [*ModelMessagesTypeAdapter.validate_python(job.history), *history]
+        reason = _reason(status, error)
+        if outcome is not None and outcome.pending_calls:
+            reason = "tool_calls"
+        await self._finish(job, emitter, status, reason, error, history)
 
     async def _run_agent(
         self, job: _Job, emitter: RunEmitter, cancel: asyncio.Event
     ) -> AgentOutcome:
         model = self.resolve(job.model)
-        stored = await self.store.load_history(job.session_id)
+        stored = (
+            job.history
+            if job.history is not None
+            else await self.store.load_history(job.session_id)
+        )
         history = ModelMessagesTypeAdapter.validate_python(stored) if stored else []
 
         async def on_usage(usage: RequestUsage, latency_ms: float | None) -> None:
@@ -391,6 +428,9 @@ class RunService:
             emitter=emitter,
             cancel=cancel,
             on_usage=on_usage,
+            client_tools=[ToolDefinition(**tool) for tool in job.client_tools],
+            tool_results=job.tool_results,
+            instructions=job.instructions,
         )
 
     async def _watch_commands(self, run_id: str, cancel: asyncio.Event) -> None:
@@ -633,6 +673,23 @@ class RunService:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=10)
+
+
+def _tool_json(tool: ToolDefinition) -> dict[str, Any]:
+    return {
+        "name": tool.name,
+        "description": tool.description,
+        "parameters_json_schema": tool.parameters_json_schema,
+        "strict": tool.strict,
+    }
+
+
+def _result_parts(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The client's tool results as parts of the saved user message."""
+    return [
+        {"type": "tool-result", "tool_call_id": call_id, "result": result}
+        for call_id, result in results.items()
+    ]
 
 
 def _text_of(parts: list[dict[str, Any]]) -> str:

@@ -22,7 +22,7 @@ from rillet.chat.limits import make_limiter
 from rillet.chat.recovery import LeaseKeeper
 from rillet.chat.runs import RunService
 from rillet.errors import InvalidFrameError, ProtocolError
-from rillet.server import chat_routes
+from rillet.server import agui_routes, chat_routes, openai_routes
 from rillet.server.auth import Authenticator
 from rillet.server.context import Rillet
 from rillet.server.routes import router
@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(chat_routes.router)
+    app.include_router(openai_routes.router)
+    app.include_router(agui_routes.router)
     app.add_api_websocket_route("/v1/ws", websocket_endpoint)
 
     @app.exception_handler(ProtocolError)

@@ -16,6 +16,7 @@ from rillet.errors import ProtocolError, ResumeExpiredError
 from rillet.server.auth import bearer_token
 from rillet.server.context import Rillet
 from rillet.storage.base import MessageRecord, RunRecord, SessionRecord, UserRecord
+from rillet.transports.openai import model_object
 from rillet.transports.sse import encode_error, encode_event, with_keepalive
 
 router = APIRouter()
@@ -100,7 +101,8 @@ async def readyz(app: App) -> JSONResponse:
 
 @router.get("/v1/models", tags=["models"])
 async def list_models(app: App, user: User) -> dict[str, Any]:
-    return {"object": "list", "data": [info.to_dict() for info in catalogue(app.settings)]}
+    """The model catalogue, shaped as OpenAI's model list (Rillet's fields added to each)."""
+    return {"object": "list", "data": [model_object(info) for info in catalogue(app.settings)]}
 
 
 @router.get("/v1/sessions", tags=["sessions"])

@@ -1,0 +1,291 @@
+"""AG-UI conformance: the official `@ag-ui/client` `HttpAgent.runAgent()` against a real Rillet
+server. The client's own event verifier and message reducer decide what the stream means; the
+tests check what they made of it against what Rillet saved.
+
+The client is installed with `npm ci` from `agui/package-lock.json` (pinned `@ag-ui/client`),
+once per session; a client that cannot be installed or run fails the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import create_key
+from tests.support.fake_openai import (
+    RequestRecorder,
+    ScriptedResponse,
+    ScriptedText,
+    ScriptedToolCall,
+)
+from tests.support.providers import scripted_provider
+from tests.support.server import ServerProcess, start_server
+from tests.support.wsclient import bench_text
+
+pytestmark = pytest.mark.e2e
+
+CLIENT_DIR = Path(__file__).resolve().parent / "agui"
+NODE_TIMEOUT_S = 120
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "The current weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+def _installed() -> bool:
+    """True when `node_modules` holds exactly what the lock file pins (npm's hidden lock)."""
+    hidden = CLIENT_DIR / "node_modules" / ".package-lock.json"
+    if not hidden.exists():
+        return False
+    wanted = json.loads((CLIENT_DIR / "package-lock.json").read_text())["packages"]
+    have = json.loads(hidden.read_text())["packages"]
+    return {k: v for k, v in wanted.items() if k} == have
+
+
+@pytest.fixture(scope="session")
+def agui_client() -> Path:
+    """The directory whose `node_modules` holds the pinned AG-UI client."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed; the AG-UI conformance tests need Node 20+")
+    if not _installed():
+        done = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=CLIENT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"npm ci failed in {CLIENT_DIR}:\n{done.stdout}\n{done.stderr}")
+    return CLIENT_DIR
+
+
+def run_agent(client_dir: Path, server: ServerProcess, key: str, **config: Any) -> dict[str, Any]:
+    """Run `run_agent.mjs` with `config`; the JSON it printed."""
+    done = subprocess.run(
+        ["node", "run_agent.mjs", json.dumps(config)],
+        cwd=client_dir,
+        env={**os.environ, "RILLET_URL": server.url, "RILLET_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=NODE_TIMEOUT_S,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        pytest.fail(f"node run_agent.mjs failed ({done.returncode}):\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def user_message(text: str) -> dict[str, Any]:
+    return {"id": uuid.uuid4().hex, "role": "user", "content": text}
+
+
+def saved_messages(server: ServerProcess, key: str, session_id: str) -> list[dict[str, Any]]:
+    response = httpx.get(
+        f"{server.url}/v1/sessions/{session_id}/messages",
+        headers={"authorization": f"Bearer {key}"},
+    )
+    response.raise_for_status()
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+def saved_text(message: dict[str, Any]) -> str:
+    return "".join(part["text"] for part in message["parts"] if part["type"] == "text")
+
+
+@pytest.fixture(scope="module")
+def agui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = start_server(
+        tmp_path_factory.mktemp("agui"), auth_mode="api_key", messages_per_minute="1000"
+    )
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def agui_key(agui_server: ServerProcess) -> str:
+    return create_key(agui_server, "agui")
+
+
+def test_run_agent_returns_the_saved_answer(
+    agui_client: Path, agui_server: ServerProcess, agui_key: str
+) -> None:
+    thread = f"thread-{uuid.uuid4().hex}"
+    out = run_agent(
+        agui_client,
+        agui_server,
+        agui_key,
+        threadId=thread,
+        messages=[user_message("words=300 rate=0")],
+        forwardedProps={"model": "bench"},
+    )
+    assert "error" not in out, out.get("error")
+    [run] = out["runs"]
+    assert run["events"][0] == "RUN_STARTED" and run["events"][-1] == "RUN_FINISHED"
+    assert run["outcome"] == "success" and run["pendingToolCallIds"] == []
+    [usage] = run["usage"]
+    assert usage["model"] == "bench" and usage["outputTokens"] > 0
+    [answer] = run["newMessages"]
+    assert answer["role"] == "assistant" and answer["content"] == bench_text(300)
+    # The thread is the session: Rillet saved exactly what the client shows.
+    saved = saved_messages(agui_server, agui_key, thread)
+    assert [m["role"] for m in saved] == ["user", "assistant"]
+    assert saved_text(saved[1]) == answer["content"] and saved[1]["id"] == answer["id"]
+
+
+def test_server_tool_calls_and_results_show_up(
+    agui_client: Path, agui_server: ServerProcess, agui_key: str
+) -> None:
+    thread = f"thread-{uuid.uuid4().hex}"
+    out = run_agent(
+        agui_client,
+        agui_server,
+        agui_key,
+        threadId=thread,
+        messages=[user_message("What time is it?")],
+        forwardedProps={"model": "demo"},
+    )
+    assert "error" not in out, out.get("error")
+    [run] = out["runs"]
+    assert "TOOL_CALL_RESULT" in run["events"] and run["pendingToolCallIds"] == []
+    assistant, result = run["newMessages"]
+    [call] = assistant["toolCalls"]
+    assert call["function"]["name"] == "current_time"
+    assert json.loads(call["function"]["arguments"]) == {"timezone": "UTC"}
+    assert result["role"] == "tool" and result["toolCallId"] == call["id"]
+    assert result["content"] in assistant["content"]
+    saved = saved_messages(agui_server, agui_key, thread)
+    assert saved_text(saved[1]) == assistant["content"]
+
+
+def test_a_thread_keeps_its_history_on_the_server(
+    agui_client: Path, agui_server: ServerProcess, agui_key: str
+) -> None:
+    thread = f"thread-{uuid.uuid4().hex}"
+    first = run_agent(
+        agui_client,
+        agui_server,
+        agui_key,
+        threadId=thread,
+        messages=[user_message("words=2")],
+        forwardedProps={"model": "bench"},
+    )
+    again = run_agent(
+        agui_client,
+        agui_server,
+        agui_key,
+        threadId=thread,
+        messages=[*first["messages"], user_message("words=3")],
+        forwardedProps={"model": "bench"},
+    )
+    assert again["runs"][0]["newMessages"][0]["content"] == bench_text(3)
+    saved = saved_messages(agui_server, agui_key, thread)
+    assert [saved_text(m) for m in saved] == ["words=2", bench_text(2), "words=3", bench_text(3)]
+
+
+def test_a_refused_request_fails_the_run(agui_client: Path, agui_server: ServerProcess) -> None:
+    out = run_agent(
+        agui_client,
+        agui_server,
+        "rk_not-a-key",
+        threadId=f"thread-{uuid.uuid4().hex}",
+        messages=[user_message("hi")],
+    )
+    assert out["runs"] == [] and "401" in out["error"]
+
+
+@pytest.fixture
+def provider_server(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[ServerProcess, RequestRecorder]]:
+    """A server whose model provider is the fake upstream, serving the script the test gives
+    as the fixture's parameter (an exhausted script fails every further request)."""
+    script: tuple[ScriptedResponse, ...] = request.param
+    with scripted_provider(script) as (base_url, recorder):
+        proc = start_server(
+            tmp_path,
+            openai_base_url=f"{base_url}/v1",
+            openai_api_key="sk-fake",
+            openai_compatible_models='["fake-model"]',
+        )
+        try:
+            yield proc, recorder
+        finally:
+            proc.stop()
+
+
+@pytest.mark.parametrize(
+    "provider_server",
+    [
+        (
+            ScriptedToolCall("get_weather", '{"city": "Paris"}', call_id="call_paris"),
+            ScriptedText("It is sunny in Paris."),
+        )
+    ],
+    indirect=True,
+)
+def test_a_client_tool_call_is_left_to_the_client_and_its_result_answered(
+    agui_client: Path, provider_server: tuple[ServerProcess, RequestRecorder]
+) -> None:
+    server, upstream = provider_server
+    out = run_agent(
+        agui_client,
+        server,
+        "unused",
+        threadId=f"thread-{uuid.uuid4().hex}",
+        messages=[user_message("Weather in Paris?")],
+        tools=[WEATHER_TOOL],
+        forwardedProps={"model": "openai:fake-model"},
+        toolResults={"get_weather": "sunny, 24 C"},
+    )
+    assert "error" not in out, out.get("error")
+    asked, answered = out["runs"]
+    assert asked["outcome"] == "success" and asked["pendingToolCallIds"] == ["call_paris"]
+    [message] = asked["newMessages"]
+    [call] = message["toolCalls"]
+    assert (call["id"], call["function"]["name"]) == ("call_paris", "get_weather")
+    assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    assert "TOOL_CALL_RESULT" not in asked["events"]
+    [answer] = answered["newMessages"]
+    assert answer["content"] == "It is sunny in Paris." and answered["pendingToolCallIds"] == []
+    assert upstream.bodies[1]["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_paris",
+        "content": "sunny, 24 C",
+    }
+
+
+@pytest.mark.parametrize("provider_server", [()], indirect=True)
+def test_a_provider_failure_is_a_run_error(
+    agui_client: Path, provider_server: tuple[ServerProcess, RequestRecorder]
+) -> None:
+    server, _ = provider_server
+    out = run_agent(
+        agui_client,
+        server,
+        "unused",
+        threadId=f"thread-{uuid.uuid4().hex}",
+        messages=[user_message("hi")],
+        forwardedProps={"model": "openai:fake-model"},
+    )
+    assert "error" not in out, out.get("error")
+    [run] = out["runs"]
+    assert run["events"] == ["RUN_STARTED", "RUN_ERROR"] and run["outcome"] is None
+    assert run["error"]["code"] == "provider_error"
+    assert "model provider failed" in run["error"]["message"]
