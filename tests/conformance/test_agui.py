@@ -8,10 +8,12 @@ once per session; a client that cannot be installed or run fails the tests.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,16 +64,19 @@ def agui_client() -> Path:
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed; the AG-UI conformance tests need Node 20+")
-    if not _installed():
-        done = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=CLIENT_DIR,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"npm ci failed in {CLIENT_DIR}:\n{done.stdout}\n{done.stderr}")
+    # One installer at a time, should several pytest workers start together.
+    with (Path(tempfile.gettempdir()) / "rillet-agui-npm-ci.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _installed():
+            done = subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=CLIENT_DIR,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if done.returncode != 0:
+                pytest.fail(f"npm ci failed in {CLIENT_DIR}:\n{done.stdout}\n{done.stderr}")
     return CLIENT_DIR
 
 
