@@ -10,13 +10,20 @@ its first event and then follows it live.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
-from rillet.errors import NotFoundError, ProtocolError, ResumeExpiredError
+from rillet.errors import (
+    InternalError,
+    NotFoundError,
+    ProtocolError,
+    ResumeExpiredError,
+    StorageError,
+)
 from rillet.server.context import Rillet
 from rillet.server.routes import App, User
 from rillet.transports import data_stream, ui_stream
@@ -53,13 +60,16 @@ async def chat(
     version = sdk_version(sdk, x_rillet_sdk)
     message = body.to_message_request()
     created = False
-    if not message.regenerate:
-        created = await _ensure_session(app, user.id, body.id, message.query)
     try:
+        if not message.regenerate:
+            created = await _ensure_session(app, user.id, body.id, message.query)
         submitted = await app.runs.submit(user.id, message)
-    except ProtocolError:
+    except (ProtocolError, StorageError) as exc:
         if created:
-            await _drop_if_empty(app, user.id, body.id)
+            with contextlib.suppress(ProtocolError, StorageError):
+                await _drop_if_empty(app, user.id, body.id)
+        if isinstance(exc, StorageError):
+            raise _database_failed() from exc
         raise
     if submitted.duplicate and not await app.streams.has_log(submitted.run_id):
         raise ResumeExpiredError(
@@ -85,10 +95,18 @@ async def resume(
     except NotFoundError:
         # A chat that has not sent its first message yet has nothing to resume either.
         return Response(status_code=204)
+    except StorageError as exc:
+        raise _database_failed() from exc
     run_id = await app.streams.active_run(chat_id)
     if run_id is None or not await app.streams.has_log(run_id):
         return Response(status_code=204)
     return _stream(app, user.id, run_id, protocol, version)
+
+
+def _database_failed() -> ProtocolError:
+    """What a client reads when the database fails before the stream: JSON with a protocol
+    code, like every other refusal, rather than a bare 500."""
+    return InternalError("the database failed; try again")
 
 
 async def _ensure_session(app: Rillet, user_id: str, session_id: str, text: str) -> bool:
