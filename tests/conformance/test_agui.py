@@ -1,6 +1,8 @@
 """AG-UI conformance: the official `@ag-ui/client` `HttpAgent.runAgent()` against a real Rillet
 server. The client's own event verifier and message reducer decide what the stream means; the
-tests check what they made of it against what Rillet saved.
+tests check what they made of it against what Rillet saved. Event sequences no offline model
+produces (reasoning, cancellation, errors) are fed from the encoder to the same client pipeline
+by `replay.mjs`.
 
 The client is installed with `npm ci` from `agui/package-lock.json` (pinned `@ag-ui/client`),
 once per session; a client that cannot be installed or run fails the tests.
@@ -32,6 +34,8 @@ from tests.support.fake_openai import (
 from tests.support.providers import scripted_provider
 from tests.support.server import ServerProcess, start_server
 from tests.support.wsclient import bench_text
+from tests.transports import events as ev
+from tests.transports.test_agui import client_tool_run, encode
 
 pytestmark = pytest.mark.e2e
 
@@ -92,6 +96,21 @@ def run_agent(client_dir: Path, server: ServerProcess, key: str, **config: Any) 
     )
     if done.returncode != 0 or not done.stdout.strip():
         pytest.fail(f"node run_agent.mjs failed ({done.returncode}):\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def replay(client_dir: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run `replay.mjs` over AG-UI `events`; the JSON it printed."""
+    done = subprocess.run(
+        ["node", "replay.mjs", json.dumps(events)],
+        cwd=client_dir,
+        capture_output=True,
+        text=True,
+        timeout=NODE_TIMEOUT_S,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        pytest.fail(f"node replay.mjs failed ({done.returncode}):\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -294,3 +313,38 @@ def test_a_provider_failure_is_a_run_error(
     assert run["events"] == ["RUN_STARTED", "RUN_ERROR"] and run["outcome"] is None
     assert run["error"]["code"] == "provider_error"
     assert "model provider failed" in run["error"]["message"]
+
+
+def test_the_client_accepts_reasoning_and_tool_results(agui_client: Path) -> None:
+    out = replay(agui_client, encode(ev.tool_run()))
+    assert "error" not in out, out.get("error")
+    reasoning, answer, first, second = out["newMessages"]
+    assert (reasoning["role"], reasoning["content"]) == ("reasoning", "Let me look.")
+    assert (answer["role"], answer["content"]) == ("assistant", "CheckingIt is 12:00.")
+    assert [call["id"] for call in answer["toolCalls"]] == ["c1", "c2"]
+    assert [(m["toolCallId"], m["content"]) for m in (first, second)] == [
+        ("c1", "12:00"),
+        ("c2", "division by zero"),
+    ]
+    assert out["ends"] == [{"outcome": "success", "pendingToolCallIds": []}]
+
+
+def test_the_client_sees_pending_client_tool_calls(agui_client: Path) -> None:
+    out = replay(agui_client, encode(client_tool_run()))
+    assert "error" not in out, out.get("error")
+    [message] = out["newMessages"]
+    assert [call["id"] for call in message["toolCalls"]] == ["c1"]
+    assert out["ends"] == [{"outcome": "success", "pendingToolCallIds": ["c1"]}]
+
+
+def test_the_client_accepts_cancelled_and_failed_runs(agui_client: Path) -> None:
+    cancelled = ev.numbered(ev.started(), ev.text("Hel"), ev.completed("cancelled"))
+    cancelled.append(ev.finished("cancelled").with_seq(4))
+    out = replay(agui_client, encode(cancelled))
+    assert out["newMessages"][0]["content"] == "Hel"
+    assert out["ends"] == [{"outcome": "cancelled", "pendingToolCallIds": []}]
+    failed = ev.numbered(ev.started(), ev.text("Hel"), ev.error("boom"), ev.completed("error"))
+    failed.append(ev.finished("failed").with_seq(5))
+    out = replay(agui_client, encode(failed))
+    assert out["newMessages"][0]["content"] == "Hel"
+    assert out["ends"] == [{"error": "boom", "code": "provider_error"}]
