@@ -9,7 +9,26 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.redis import REDIS_URL, drop_prefix_sync, unique_prefix
 from tests.support.server import ServerProcess, start_server
+
+BACKENDS = ["memory", "redis"]
+"""Stream backends the core suite runs against (`server` is parametrized over them)."""
+
+
+def backend_env(backend: str) -> dict[str, str]:
+    """Settings that select `backend`; Redis gets a key prefix of the server's own."""
+    if backend == "memory":
+        return {}
+    return {"redis_url": REDIS_URL, "redis_prefix": unique_prefix()}
+
+
+def stop_server(proc: ServerProcess) -> None:
+    """Stop a server and delete the Redis keys it made (under its own prefix)."""
+    proc.stop()
+    prefix = proc.env.get("RILLET_REDIS_PREFIX")
+    if prefix:
+        drop_prefix_sync(proc.env["RILLET_REDIS_URL"], prefix)
 
 
 def create_key(server: ServerProcess, user: str) -> str:
@@ -23,13 +42,17 @@ def create_key(server: ServerProcess, user: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One API-key server for the module (SQLite, in-memory streams)."""
-    tmp: Path = tmp_path_factory.mktemp("server")
-    proc = start_server(tmp, auth_mode="api_key", messages_per_minute="1000")
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One API-key server for the module (SQLite), once per stream backend."""
+    tmp: Path = tmp_path_factory.mktemp(f"server-{request.param}")
+    proc = start_server(
+        tmp, auth_mode="api_key", messages_per_minute="1000", **backend_env(request.param)
+    )
     yield proc
-    proc.stop()
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,28 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.conftest import BACKENDS, backend_env, stop_server
 from tests.support.server import ServerProcess, start_server
 from tests.support.wsclient import WsClient, bench_text, text_of
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["reject", "enqueue", "interrupt"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        (policy, backend) for backend in BACKENDS for policy in ("reject", "enqueue", "interrupt")
+    ],
+    ids=lambda param: "-".join(param),
+)
 def policy_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, ServerProcess]]:
-    policy: str = request.param
-    tmp: Path = tmp_path_factory.mktemp(f"busy-{policy}")
-    proc = start_server(tmp, busy_policy=policy)
+    policy, backend = request.param
+    tmp: Path = tmp_path_factory.mktemp(f"busy-{policy}-{backend}")
+    proc = start_server(tmp, busy_policy=policy, **backend_env(backend))
     yield policy, proc
-    proc.stop()
+    stop_server(proc)
 
 
 async def test_a_message_while_a_run_is_active(

@@ -35,6 +35,14 @@ async def drop_prefix(url: str, prefix: str) -> None:
         await client.aclose()
 
 
+def drop_prefix_sync(url: str, prefix: str) -> None:
+    """`drop_prefix` for synchronous fixtures."""
+    with redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
 def free_port() -> int:
     """A port nothing listens on right now (the OS picks it; there is a small race)."""
     with socket.socket() as sock:

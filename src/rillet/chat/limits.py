@@ -14,6 +14,8 @@ from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError as LimitsStorageError
 from redis.asyncio import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from rillet.errors import RateLimitedError, StreamError
@@ -51,7 +53,11 @@ def make_limiter(settings: Settings) -> MessageRateLimiter:
     """The limiter for this configuration: shared through Redis when `redis_url` is set."""
     if not settings.redis_url:
         return MessageRateLimiter(settings.messages_per_minute)
-    pool = ConnectionPool.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5)
+    # Retries carry a command over a connection Redis closed (a restart), as the streams do.
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
+    pool = ConnectionPool.from_url(
+        settings.redis_url, socket_connect_timeout=3, socket_timeout=5, retry=retry
+    )
     # `limits` types its options as scalars, but hands `connection_pool` to redis-py as is.
     options: dict[str, Any] = {"connection_pool": pool}
     storage = RedisStorage(

@@ -14,6 +14,8 @@ APPEND = """
 local fence = redis.call('GET', KEYS[3])
 if ARGV[3] == '' then
   if fence then return redis.error_reply('FENCED the run is leased') end
+elseif not fence then
+  return redis.error_reply('GONE the lease and log of the run are gone (Redis lost its data)')
 elseif fence ~= ARGV[3] then
   return redis.error_reply('FENCED the run is leased with another fence')
 end
