@@ -172,8 +172,7 @@ def client_tools_of(request: ChatCompletionRequest) -> list[ToolDefinition]:
         ToolDefinition(
             name=tool.function.name,
             description=tool.function.description,
-            parameters_json_schema=tool.function.parameters
-            or {"type": "object", "properties": {}},
+            parameters_json_schema=tool.function.parameters or {"type": "object", "properties": {}},
             strict=tool.function.strict,
         )
         for tool in request.tools
