@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from urllib.parse import urlsplit
 
-from wsclient import StreamError, StreamResult, expected_text
+from wsclient import StreamError, StreamProgress, StreamResult, expected_text
 
 READ_LIMIT = 2**24
 
@@ -86,8 +86,12 @@ async def _read_head(reader: asyncio.StreamReader) -> None:
         raise StreamError(f"expected a chunked response, got headers {headers}")
 
 
-async def run_stream(conn: UIConnection, words: int, rate: float) -> StreamResult:
-    """Ask the `bench` model for `words` words at `rate` words/s and read them until `[DONE]`."""
+async def run_stream(
+    conn: UIConnection, words: int, rate: float, state: StreamProgress | None = None
+) -> StreamResult:
+    """Ask the `bench` model for `words` words at `rate` words/s and read them until `[DONE]`.
+    `state` (SSE events for `frames`, `text-delta`s for `tokens`) is kept up to date."""
+    state = state or StreamProgress()
     reader = conn.reader
     texts: list[str] = []
     times: list[float] = []
@@ -105,14 +109,17 @@ async def run_stream(conn: UIConnection, words: int, rate: float) -> StreamResul
         now = perf_counter()
         pending += data[:-2]
         *events, pending = pending.split(b"\n\n")
+        state.frames += len(events)
         for event in events:
             if event.startswith(b'data: {"type":"text-delta"'):
                 times.append(now)
                 texts.append(loads(event[6:])["delta"])
+                state.tokens += 1
             elif event == b"data: [DONE]":
                 done = True
             elif event.startswith(b'data: {"type":"error"'):
                 raise StreamError(f"error chunk: {event.decode()}")
+        state.last_type = events[-1][:40].decode(errors="replace") if events else state.last_type
     ended_at = perf_counter()
     text = "".join(texts)
     if not done or text != expected_text(words):
