@@ -8,7 +8,10 @@ is noticed quickly. Clients are the real `websockets` client; no connection is s
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -314,3 +317,32 @@ async def test_redis_restarted_mid_run_loses_nothing_saved_and_hangs_no_client(
         if cluster is not None:
             await asyncio.to_thread(close_cluster, cluster)
         redis.stop()
+
+
+async def test_workers_serve_one_port_and_need_redis(tmp_path: Path) -> None:
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "rillet", "serve", "--port", "0", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("RILLET_")},
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "RILLET_REDIS_URL" in refused.stdout
+    prefix = unique_prefix()
+    node = await asyncio.to_thread(
+        start_server, tmp_path, "--workers", "2", redis_url=REDIS_URL, redis_prefix=prefix
+    )
+    try:
+        clients = await asyncio.gather(*(WsClient.connect(node.ws_url) for _ in range(6)))
+        for index, client in enumerate(clients):
+            await client.message(f"words={20 + index} rate=200")
+        ends = await asyncio.gather(*(client.until_end() for client in clients))
+        for index, frames in enumerate(ends):
+            assert text_of(frames) == bench_text(20 + index)
+        await asyncio.gather(*(client.close() for client in clients))
+        assert await asyncio.to_thread(node.stop, signal.SIGTERM, 30) is not None
+    finally:
+        node.stop(signal.SIGKILL)
+        drop_prefix_sync(REDIS_URL, prefix)
