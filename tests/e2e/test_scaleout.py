@@ -209,9 +209,9 @@ async def test_sigterm_drains_short_runs_complete_long_runs_end_interrupted(
     cluster: Cluster, key: str
 ) -> None:
     b = cluster.nodes[1]
-    draining = await asyncio.to_thread(cluster.start_node, drain_timeout_s="3")
+    draining = await asyncio.to_thread(cluster.start_node, drain_timeout_s="4")
     client = await WsClient.connect(draining.ws_url, key)
-    short_session, short_run = await start_run(client, "words=40 rate=20")
+    short_session, short_run = await start_run(client, "words=20 rate=40")
     long_session, long_run = await start_run(client, "words=3000 rate=60")
     await client.recv_type("token")
     draining.proc.send_signal(signal.SIGTERM)
@@ -233,7 +233,7 @@ async def test_sigterm_drains_short_runs_complete_long_runs_end_interrupted(
             ends[frame["run_id"]] = frame["data"]["reason"]
     assert ends == {short_run: "completed", long_run: "interrupted"}
     frames = client.frames + again.frames
-    assert text_of(frames, short_run) == bench_text(40)
+    assert text_of(frames, short_run) == bench_text(20)
     partial = text_of(frames, long_run)
     assert partial and bench_text(3000).startswith(partial) and partial != bench_text(3000)
     assert messages_of(b, key, short_session)[-1]["status"] == "complete"

@@ -110,7 +110,9 @@ class RunEmitter:
 
     async def _append_locked(self, event: RunEvent) -> RunEvent:
         event = event.with_seq(self._next_seq)
-        await self._streams.append(event, self.fence)
+        # Counted before the await: an append whose caller is cancelled still lands (backends
+        # finish what they started), so the next event must take the next seq.
         self._next_seq += 1
         self.parts.add(event)
+        await self._streams.append(event, self.fence)
         return event

@@ -13,7 +13,7 @@ from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError as LimitsStorageError
-from redis.asyncio import ConnectionPool
+from redis.asyncio import BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
@@ -55,8 +55,13 @@ def make_limiter(settings: Settings) -> MessageRateLimiter:
         return MessageRateLimiter(settings.messages_per_minute)
     # Retries carry a command over a connection Redis closed (a restart), as the streams do.
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
-    pool = ConnectionPool.from_url(
-        settings.redis_url, socket_connect_timeout=3, socket_timeout=5, retry=retry
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=16,
+        timeout=10,
+        socket_connect_timeout=3,
+        socket_timeout=5,
+        retry=retry,
     )
     # `limits` types its options as scalars, but hands `connection_pool` to redis-py as is.
     options: dict[str, Any] = {"connection_pool": pool}

@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -30,7 +30,7 @@ from rillet.errors import LeaseLostError, ResumeExpiredError, StreamError
 from rillet.events import RunEvent, event_from_dict
 from rillet.streams import redis_scripts as lua
 from rillet.streams.base import Command
-from rillet.streams.memory import _Waitable
+from rillet.streams.redis_appends import AppendGroups, OwnLog, follow
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ KEEP_S = 86_400
 """Safety TTL of a log that never ends (its whole deployment died); `expire` shortens it."""
 BLOCK_MS = 5_000
 """How long one `XREAD BLOCK` waits before the reader checks that the log still exists."""
+POOL_SIZE = 32
+"""Connections for commands other than blocking reads (appends need one: they are grouped)."""
 RETRY_S = 5.0
 """How long a reader keeps retrying a failing Redis before it gives up with `StreamError`."""
 
@@ -50,27 +52,29 @@ def _key(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-class _OwnLog(_Waitable):
-    """The events of a run this process produces, as Redis has accepted them."""
-
-    __slots__ = ("detached", "events", "finished")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[RunEvent] = []
-        self.finished = False
-        self.detached = False
-        """Set when an append failed: Redis alone has what comes next."""
-
-
 class RedisBackend:
     """Event logs, commands, session activity and leases shared through one Redis."""
 
     def __init__(self, url: str, prefix: str = "rillet:") -> None:
         self.prefix = prefix
         retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
-        self._redis = Redis.from_url(
-            url, socket_connect_timeout=3, socket_timeout=BLOCK_MS / 1000 + 5, retry=retry
+        # Commands share a bounded pool (a burst waits for a connection rather than opening
+        # hundreds); each blocked `XREAD` holds a connection of its own, from a second pool.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_SIZE,
+            timeout=10,
+            socket_connect_timeout=3,
+            socket_timeout=5,
+            retry=retry,
+        )
+        self._redis = Redis(connection_pool=pool)
+        self._reader = Redis.from_url(
+            url,
+            max_connections=100_000,
+            socket_connect_timeout=3,
+            socket_timeout=BLOCK_MS / 1000 + 5,
+            retry=retry,
         )
         # Pub/sub waits for messages as long as it likes, so its socket has no read timeout.
         self._pubsub_redis = Redis.from_url(
@@ -93,7 +97,18 @@ class RedisBackend:
             )
         }
         # Logs of runs this process produces, for its own subscribers (see the module docstring).
-        self._own: dict[str, _OwnLog] = {}
+        self._own: dict[str, OwnLog] = {}
+        self._appends = AppendGroups(
+            lambda keys, args: self._script("APPEND", keys, args),
+            lambda run_id: [
+                self._run_key(run_id, "meta"),
+                self._run_key(run_id, "log"),
+                self._run_key(run_id, "fence"),
+            ],
+            MAXLEN,
+            KEEP_S,
+            self._own,
+        )
         self._command_waiters: dict[str, set[asyncio.Event]] = {}
         self._session_waiters: dict[str, set[asyncio.Queue[str | None]]] = {}
 
@@ -141,6 +156,7 @@ class RedisBackend:
         await asyncio.wait_for(self._subscribed.wait(), timeout=10)
 
     async def close(self) -> None:
+        await self._appends.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -153,7 +169,8 @@ class RedisBackend:
             own.wake()
         self._own.clear()
         await self._pubsub_redis.aclose()
-        await self._redis.aclose()
+        await self._reader.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
     async def ping(self) -> bool:
         try:
@@ -208,31 +225,9 @@ class RedisBackend:
         await self._call("open_log", pipe.execute())
 
     async def append(self, event: RunEvent, fence: int | None = None) -> None:
-        final = event.kind == "run.finished"
-        payload = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
-        own = self._own.get(event.run_id)
         if event.seq == 1:
-            own = self._own[event.run_id] = _OwnLog()
-        try:
-            await self._script(
-                "APPEND",
-                [
-                    self._run_key(event.run_id, "meta"),
-                    self._run_key(event.run_id, "log"),
-                    self._run_key(event.run_id, "fence"),
-                ],
-                [event.seq, payload, "" if fence is None else fence, int(final), MAXLEN, KEEP_S],
-            )
-        except StreamError:
-            self._disown(event.run_id)
-            raise
-        # Redis took it: now this process's own subscribers may see it too.
-        if own is not None:
-            own.events.append(event)
-            own.finished = final
-            own.wake()
-            if final:
-                del self._own[event.run_id]
+            self._own[event.run_id] = OwnLog()
+        await self._appends.append(event, fence)
 
     def _disown(self, run_id: str) -> None:
         """Send this process's subscribers of `run_id` to Redis for what follows."""
@@ -258,7 +253,7 @@ class RedisBackend:
     async def subscribe(self, run_id: str, after: int = 0) -> AsyncIterator[RunEvent]:
         own = self._own.get(run_id)
         if own is not None:
-            async for event in _follow(own, after):
+            async for event in follow(own, after):
                 yield event
                 after = event.seq
             if own.finished:
@@ -296,7 +291,9 @@ class RedisBackend:
         waited = 0.0
         while True:
             try:
-                reply: Any = await self._redis.xread({key: f"{last}-0"}, count=1000, block=BLOCK_MS)
+                reply: Any = await self._reader.xread(
+                    {key: f"{last}-0"}, count=1000, block=BLOCK_MS
+                )
             except (RedisError, OSError) as exc:
                 if waited >= RETRY_S:
                     raise StreamError(f"reading run {run_id}: Redis failed: {exc}") from exc
@@ -420,18 +417,6 @@ class RedisBackend:
         args = [self.prefix, _ms(ttl_s), limit, KEEP_S]
         won = await self._script("TAKE_EXPIRED", [self._leases_key], args)
         return [(_key(won[i]), int(won[i + 1])) for i in range(0, len(won), 2)]
-
-
-async def _follow(own: _OwnLog, after: int) -> AsyncIterator[RunEvent]:
-    """The events of a run produced here, until it finishes or Redis alone has the rest."""
-    index = max(after, 0)
-    while True:
-        while index < len(own.events):
-            index += 1
-            yield own.events[index - 1]
-        if own.finished or own.detached:
-            return
-        await own.wait()
 
 
 def _decode(fields: dict[bytes, bytes]) -> RunEvent:

@@ -10,39 +10,49 @@ one Redis (not Redis Cluster).
 from __future__ import annotations
 
 APPEND = """
--- KEYS: meta, log, fence. ARGV: seq, payload, fence ('' = none), final ('1'/'0'), maxlen, ttl_s
-local fence = redis.call('GET', KEYS[3])
-if ARGV[3] == '' then
-  if fence then return redis.error_reply('FENCED the run is leased') end
-elseif not fence then
-  return redis.error_reply('GONE the lease and log of the run are gone (Redis lost its data)')
-elseif fence ~= ARGV[3] then
-  return redis.error_reply('FENCED the run is leased with another fence')
+-- Appends to one or more run logs, in order. KEYS: meta, log, fence for each append.
+-- ARGV: maxlen, ttl_s, then seq, payload, fence ('' = none), final ('1'/'0') for each append.
+-- Returns one reply per append: its seq, or a string saying why it was refused.
+local replies = {}
+for i = 1, #KEYS / 3 do
+  local meta, log, fence_key = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
+  local n = 2 + (i - 1) * 4
+  local seq_arg, payload, given, final = ARGV[n + 1], ARGV[n + 2], ARGV[n + 3], ARGV[n + 4]
+  local seq = tonumber(seq_arg)
+  local reply = seq
+  local fence = redis.call('GET', fence_key)
+  local last = tonumber(redis.call('HGET', meta, 'last') or '0')
+  if given == '' and fence then
+    reply = 'FENCED the run is leased'
+  elseif given ~= '' and not fence then
+    reply = 'GONE the lease and log of the run are gone (Redis lost its data)'
+  elseif given ~= '' and fence ~= given then
+    reply = 'FENCED the run is leased with another fence'
+  elseif seq == last and last > 0 then
+    -- A retried append whose first try got through is accepted once more, unchanged.
+    local entry = redis.call('XRANGE', log, seq_arg .. '-0', seq_arg .. '-0')
+    if not (entry[1] and entry[1][2][2] == payload) then
+      reply = 'SEQ seq ' .. seq_arg .. ' does not follow ' .. last
+    end
+  elseif redis.call('HGET', meta, 'done') == '1' then
+    reply = 'FINISHED the run has already finished'
+  elseif seq ~= last + 1 then
+    reply = 'SEQ seq ' .. seq_arg .. ' does not follow ' .. last
+  else
+    redis.call('XADD', log, 'MAXLEN', '~', ARGV[1], seq_arg .. '-0', 'e', payload)
+    if final == '1' then
+      redis.call('HSET', meta, 'last', seq, 'done', '1')
+    else
+      redis.call('HSET', meta, 'last', seq)
+    end
+    if last == 0 then
+      redis.call('EXPIRE', meta, ARGV[2])
+      redis.call('EXPIRE', log, ARGV[2])
+    end
+  end
+  replies[i] = reply
 end
-local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
-local seq = tonumber(ARGV[1])
-if seq == last and last > 0 then
-  -- A retried append whose first try got through: accept it once more, unchanged.
-  local entry = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', ARGV[1] .. '-0')
-  if entry[1] and entry[1][2][2] == ARGV[2] then return last end
-end
-if redis.call('HGET', KEYS[1], 'done') == '1' then
-  return redis.error_reply('FINISHED the run has already finished')
-end
-if seq ~= last + 1 then
-  return redis.error_reply('SEQ seq ' .. ARGV[1] .. ' does not follow ' .. last)
-end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], ARGV[1] .. '-0', 'e', ARGV[2])
-if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[1], 'last', seq, 'done', '1')
-else
-  redis.call('HSET', KEYS[1], 'last', seq)
-end
-if last == 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[6])
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
-end
-return seq
+return replies
 """
 
 CLAIM = """
