@@ -131,6 +131,19 @@ class UsageEvent(RunEvent):
     input_tokens: int
     output_tokens: int
     cost_usd: float | None
+    user_cost_usd: float | None = None
+    """The user's total cost after this request (for `usage_info.total_cost_usd`)."""
+
+    def usage_data(self) -> dict[str, Any]:
+        """The usage as transports send it; the user's total only when it is known."""
+        data: dict[str, Any] = {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": self.cost_usd,
+        }
+        if self.user_cost_usd is not None:
+            data["total_cost_usd"] = self.user_cost_usd
+        return data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

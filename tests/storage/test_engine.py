@@ -75,6 +75,7 @@ async def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path
             assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
             assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
             assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 15_000
+            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
     finally:
         await engine.dispose()
 
@@ -113,7 +114,7 @@ async def test_unreachable_database_is_a_storage_error(tmp_path: Path) -> None:
 def test_migrations_are_packaged() -> None:
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "script.py.mako").is_file()
-    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == "0001"
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == "0002"
 
 
 async def test_unreachable_postgres_is_a_storage_error() -> None:

@@ -290,12 +290,24 @@ async def test_finishing_a_run_has_a_single_winner(store: SqlStore, alice: UserR
 async def test_user_cost(store: SqlStore, alice: UserRecord, bob: UserRecord) -> None:
     assert await store.user_cost(alice.id) == 0.0
     first, second = await turn(store, alice), await turn(store, alice)
-    await store.add_usage(usage(first.run.id, alice, 1, 0.125))
-    await store.add_usage(usage(second.run.id, alice, 1, 0.25))
-    await store.add_usage(usage(second.run.id, alice, 1, None))
+    assert await store.add_usage(usage(first.run.id, alice, 1, 0.125)) == pytest.approx(0.125)
+    assert await store.add_usage(usage(second.run.id, alice, 1, 0.25)) == pytest.approx(0.375)
+    assert await store.add_usage(usage(second.run.id, alice, 1, None)) == pytest.approx(0.375)
     await store.add_usage(usage((await turn(store, bob)).run.id, bob, 1, 4.0))
     assert await store.user_cost(alice.id) == pytest.approx(0.375)
     assert await store.user_cost(bob.id) == pytest.approx(4.0)
+
+
+async def test_finish_run_appends_history_once(store: SqlStore, alice: UserRecord) -> None:
+    started = await turn(store, alice)
+    kwargs: dict[str, Any] = {
+        "status": "completed", "reason": "completed", "error": None, "parts": [],
+        "message_status": "complete",
+    }
+    await store.finish_run(started.run.id, history=[{"n": 1}, {"n": 2}], **kwargs)
+    # The loser of a finish race changes nothing, its history included.
+    await store.finish_run(started.run.id, history=[{"n": 3}], **kwargs)
+    assert await store.load_history(started.session.id) == [{"n": 1}, {"n": 2}]
 
 
 async def test_continuation_and_run_lookups(store: SqlStore, alice: UserRecord) -> None:

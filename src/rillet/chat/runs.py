@@ -116,6 +116,8 @@ class _Job:
     client_tools: list[dict[str, Any]] = field(default_factory=list)
     tool_results: dict[str, Any] = field(default_factory=dict)
     instructions: str | None = None
+    fresh: bool = False
+    """The session was created by this run's message: it has no history to load."""
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> _Job:
@@ -171,14 +173,12 @@ class RunService:
         # The answer a regeneration replaces must not be running, so it never queues or interrupts.
         policy = "reject" if request.regenerate else policy or self.settings.busy_policy
         if request.session_id is not None:
-            await self.store.get_session(user_id, request.session_id)
+            # Ownership is checked by `begin_turn`; here only before refusing as busy.
             active = await self.streams.active_run(request.session_id)
-            if (
-                active is not None
-                and policy == "reject"
-                and not await self._is_dup(user_id, request)
-            ):
-                raise BusyError("a run is already active in this session")
+            if active is not None and policy == "reject":
+                await self.store.get_session(user_id, request.session_id)
+                if not await self._is_dup(user_id, request):
+                    raise BusyError("a run is already active in this session")
         await self._limiter.hit(user_id)
         if request.regenerate:
             turn = await self._begin_regeneration(user_id, request, model.info.id)
@@ -217,6 +217,7 @@ class RunService:
             client_tools=[_tool_json(tool) for tool in request.client_tools],
             tool_results=dict(request.tool_results),
             instructions=request.instructions,
+            fresh=turn.session_created,
         )
         fence: int | None = None
         try:
@@ -295,10 +296,14 @@ class RunService:
     async def cancel_run(self, run_id: str) -> None:
         await self.streams.send_command(run_id, Command("cancel"))
 
-    async def subscribe(self, user_id: str, run_id: str, after: int = 0) -> AsyncIterator[RunEvent]:
+    async def subscribe(
+        self, user_id: str, run_id: str, after: int = 0, *, owner_known: bool = False
+    ) -> AsyncIterator[RunEvent]:
         """The run's events after seq `after`, then live ones until `run.finished`. A failing
-        stream backend ends it with a retryable `InternalError`, never a hang."""
-        await self.store.get_run(user_id, run_id)
+        stream backend ends it with a retryable `InternalError`, never a hang. `owner_known`
+        skips the ownership query for a run the caller just submitted itself."""
+        if not owner_known:
+            await self.store.get_run(user_id, run_id)
         try:
             async for event in self.streams.subscribe(run_id, after):
                 yield event
@@ -389,16 +394,15 @@ class RunService:
         self, job: _Job, emitter: RunEmitter, cancel: asyncio.Event
     ) -> AgentOutcome:
         model = self.resolve(job.model)
-        stored = (
-            job.history
-            if job.history is not None
-            else await self.store.load_history(job.session_id)
-        )
+        if job.history is not None or job.fresh:
+            stored = job.history or []
+        else:
+            stored = await self.store.load_history(job.session_id)
         history = ModelMessagesTypeAdapter.validate_python(stored) if stored else []
 
         async def on_usage(usage: RequestUsage, latency_ms: float | None) -> None:
             cost = cost_usd(model.info, usage.input_tokens, usage.output_tokens)
-            await self.store.add_usage(
+            user_total = await self.store.add_usage(
                 UsageRecord(
                     run_id=job.run_id,
                     user_id=job.user_id,
@@ -418,6 +422,7 @@ class RunService:
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
                     cost_usd=cost,
+                    user_cost_usd=user_total,
                 )
             )
 
@@ -509,14 +514,11 @@ class RunService:
                 error=error.message if error is not None else None,
                 parts=emitter.parts.parts,
                 message_status=message_status,
+                history=ModelMessagesTypeAdapter.dump_python(history, mode="json")
+                if history
+                else None,
             )
             input_tokens, output_tokens, cost = run.input_tokens, run.output_tokens, run.cost_usd
-            if history:
-                await self.store.append_history(
-                    session_id=session_id,
-                    run_id=run_id,
-                    messages=ModelMessagesTypeAdapter.dump_python(history, mode="json"),
-                )
         except Exception:
             # The log must still end, or every subscriber would wait forever.
             logger.exception("saving the end of run %s failed", run_id)

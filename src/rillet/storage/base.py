@@ -220,12 +220,15 @@ class Store(Protocol):
         error: str | None,
         parts: list[dict[str, Any]],
         message_status: MessageStatus,
+        history: list[dict[str, Any]] | None = None,
     ) -> RunRecord:
-        """Set the run's final status and timings, and the assistant message's parts and status.
+        """Set the run's final status and timings, and the assistant message's parts and status,
+        and append the run's model `history` (pydantic-ai messages as JSON), in one transaction.
         Token and cost totals are summed from the run's usage rows. Only a `running` run can be
         finished; finishing one that is already final returns it unchanged."""
 
-    async def add_usage(self, usage: UsageRecord) -> None: ...
+    async def add_usage(self, usage: UsageRecord) -> float:
+        """Save one model request's usage; returns the user's new total cost in USD."""
 
     async def user_cost(self, user_id: str) -> float:
         """Total cost in USD of all the user's usage rows with a known cost."""

@@ -337,6 +337,7 @@ class SqlStore:
         error: str | None,
         parts: list[dict[str, Any]],
         message_status: MessageStatus,
+        history: list[dict[str, Any]] | None = None,
     ) -> RunRecord:
         """See `Store.finish_run`. Raises `NotFoundError` for an unknown run. `cost_usd` is None
         when no usage row has a known cost."""
@@ -369,9 +370,19 @@ class SqlStore:
                     .where(Message.id == run.message_id)
                     .values(parts=parts, status=message_status)
                 )
+                if history:
+                    db.add(
+                        History(
+                            session_id=run.session_id,
+                            run_id=run_id,
+                            messages=history,
+                            created_at=utcnow(),
+                        )
+                    )
         return run_record(run)
 
-    async def add_usage(self, usage: UsageRecord) -> None:
+    async def add_usage(self, usage: UsageRecord) -> float:
+        """See `Store.add_usage`; the user's running total moves in the same transaction."""
         async with self._transaction() as db:
             db.add(
                 Usage(
@@ -386,11 +397,18 @@ class SqlStore:
                     created_at=usage.created_at,
                 )
             )
+            if usage.cost_usd:
+                await db.execute(
+                    update(User)
+                    .where(User.id == usage.user_id)
+                    .values(cost_usd_total=User.cost_usd_total + usage.cost_usd)
+                )
+            total = await db.scalar(select(User.cost_usd_total).where(User.id == usage.user_id))
+        return float(total or 0.0)
 
     async def user_cost(self, user_id: str) -> float:
-        query = select(func.sum(Usage.cost_usd)).where(Usage.user_id == user_id)
         async with self._transaction() as db:
-            cost = await db.scalar(query)
+            cost = await db.scalar(select(User.cost_usd_total).where(User.id == user_id))
         return float(cost or 0.0)
 
     # messages

@@ -77,6 +77,8 @@ class User(Base):
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     name: Mapped[str] = mapped_column(String, unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    cost_usd_total: Mapped[float] = mapped_column(Double, server_default="0")
+    """Sum of the user's usage rows with a known cost, kept by `add_usage`."""
 
 
 class ApiKey(Base):

@@ -80,7 +80,7 @@ class DataStreamEncoder:
         if isinstance(event, UsageEvent):
             tokens_in, tokens_out = self._step_tokens
             self._step_tokens = (tokens_in + event.input_tokens, tokens_out + event.output_tokens)
-            return [("8", [{"usage": event.payload()}])]
+            return [("8", [{"usage": event.usage_data()}])]
         if isinstance(event, ErrorEvent):
             return [("3", event.message)]
         if isinstance(event, RunFinishedEvent):

@@ -191,7 +191,7 @@ class UIStreamEncoder:
             self._tools_done = True
             return [*self._close(), self._tool_output(event)]
         if isinstance(event, UsageEvent):
-            return [{"type": "data-usage", "data": event.payload()}]
+            return [{"type": "data-usage", "data": event.usage_data()}]
         if isinstance(event, ErrorEvent):
             return [*self._close(), {"type": "error", "errorText": event.message}]
         if isinstance(event, RunFinishedEvent):

@@ -304,7 +304,7 @@ class WebSocketConnection:
             )
         self._watch_session(session.id)
         if not submitted.queued:
-            self._forward(submitted.run_id, 0)
+            self._forward(submitted.run_id, 0, owned=True)
 
     def _pick_model(self, incoming: MessageFrame) -> str | None:
         if incoming.model or not incoming.provider_preference:
@@ -372,47 +372,66 @@ class WebSocketConnection:
             if run_id != skip and run_id not in self._runs:
                 self._forward(run_id, 0)
 
-    def _forward(self, run_id: str, after: int, *, restart: bool = False) -> None:
+    def _forward(
+        self, run_id: str, after: int, *, restart: bool = False, owned: bool = False
+    ) -> None:
+        """Forward the run's events after `after`; `owned`: this connection's user just
+        submitted it, so its ownership needs no check."""
         current = self._runs.get(run_id)
         if current is not None and not current.done():
             if not restart:
                 return
             current.cancel()
-        task = asyncio.create_task(self._forward_run(run_id, after))
+        task = asyncio.create_task(self._forward_run(run_id, after, owned))
         self._runs[run_id] = task
 
-    async def _forward_run(self, run_id: str, after: int) -> None:
+    async def _forward_run(self, run_id: str, after: int, owned: bool) -> None:
         assert self.user is not None
         encoder = EventEncoder()
         session_id: str | None = None
+        user_total: float | None = None
         try:
-            async for event in self.rillet.runs.subscribe(self.user.id, run_id, after):
+            async for event in self.rillet.runs.subscribe(
+                self.user.id, run_id, after, owner_known=owned
+            ):
                 if session_id is None:
                     session_id = self._run_sessions[run_id] = event.session_id
                 kind, data = encoder.encode(event)
                 if isinstance(event, UsageEvent):
-                    data["total_cost_usd"] = await self.rillet.store.user_cost(self.user.id)
+                    user_total = event.user_cost_usd
                 await self.send(
                     frame(kind, data, session_id=session_id, run_id=run_id, seq=event.seq)
                 )
                 if isinstance(event, RunFinishedEvent):
+                    if user_total is None:
+                        user_total = await self._user_cost()
+                    usage = {
+                        "input_tokens": event.input_tokens,
+                        "output_tokens": event.output_tokens,
+                        "cost_usd": event.cost_usd,
+                        "total_cost_usd": user_total,
+                    }
                     await self.send(
-                        frame(
-                            "usage_info",
-                            {
-                                "input_tokens": event.input_tokens,
-                                "output_tokens": event.output_tokens,
-                                "cost_usd": event.cost_usd,
-                                "total_cost_usd": await self.rillet.store.user_cost(self.user.id),
-                            },
-                            session_id=session_id,
-                            run_id=run_id,
-                        )
+                        frame("usage_info", usage, session_id=session_id, run_id=run_id)
                     )
         except ProtocolError as exc:
             await self._send_quietly(error_frame(exc, session_id=session_id))
         except (WebSocketDisconnect, RuntimeError):
             return
+        except Exception:
+            # Never leave the client waiting in silence: it learns the stream broke and can
+            # subscribe again after its last seq.
+            logger.exception("forwarding run %s failed", run_id)
+            error = InternalError("the run's stream failed; subscribe again after your last seq")
+            await self._send_quietly(error_frame(error, session_id=session_id))
+
+    async def _user_cost(self) -> float | None:
+        assert self.user is not None
+        try:
+            return await self.rillet.store.user_cost(self.user.id)
+        except Exception:
+            logger.warning("reading the cost total of user %s failed", self.user.id)
+            return None
 
     async def _send_quietly(self, text: str) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):

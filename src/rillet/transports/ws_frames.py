@@ -193,7 +193,7 @@ class EventEncoder:
         if isinstance(event, ToolConfirmationEvent):
             return "confirmation_request", event.payload()
         if isinstance(event, UsageEvent):
-            return "usage_info", event.payload()
+            return "usage_info", {"total_cost_usd": None, **event.usage_data()}
         if isinstance(event, MessageCompletedEvent):
             return "message", {
                 "message_id": event.message_id,
