@@ -301,7 +301,10 @@ async def test_user_cost(store: SqlStore, alice: UserRecord, bob: UserRecord) ->
 async def test_finish_run_appends_history_once(store: SqlStore, alice: UserRecord) -> None:
     started = await turn(store, alice)
     kwargs: dict[str, Any] = {
-        "status": "completed", "reason": "completed", "error": None, "parts": [],
+        "status": "completed",
+        "reason": "completed",
+        "error": None,
+        "parts": [],
         "message_status": "complete",
     }
     await store.finish_run(started.run.id, history=[{"n": 1}, {"n": 2}], **kwargs)

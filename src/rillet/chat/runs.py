@@ -157,18 +157,7 @@ class RunService:
     ) -> Submitted:
         """Save the user message and start (or queue) its run. Raises a `ProtocolError`
         (`too_large`, `rate_limited`, `not_found`, `busy`) when the message is refused."""
-        if not self._accepting:
-            raise InternalError("the server is shutting down; reconnect to another node")
-        if len(request.query) > self.settings.max_message_chars:
-            raise TooLargeError(
-                f"the message has {len(request.query)} characters; "
-                f"the limit is {self.settings.max_message_chars}"
-            )
-        if not request.query.strip() and not request.regenerate and not request.tool_results:
-            raise InvalidFrameError("the message is empty")
-        clash = sorted({t.name for t in request.client_tools} & self._runner.tool_names)
-        if clash:
-            raise InvalidFrameError(f"client tools may not use server tool names: {clash}")
+        self._check(request)
         model = self.resolve(request.model)
         # The answer a regeneration replaces must not be running, so it never queues or interrupts.
         policy = "reject" if request.regenerate else policy or self.settings.busy_policy
@@ -234,6 +223,21 @@ class RunService:
             raise InternalError("the event stream is unavailable; try again shortly") from exc
         self._spawn(job, fence)
         return submitted
+
+    def _check(self, request: MessageRequest) -> None:
+        """Refusals that need no storage: shutdown, size, emptiness, tool name clashes."""
+        if not self._accepting:
+            raise InternalError("the server is shutting down; reconnect to another node")
+        if len(request.query) > self.settings.max_message_chars:
+            raise TooLargeError(
+                f"the message has {len(request.query)} characters; "
+                f"the limit is {self.settings.max_message_chars}"
+            )
+        if not request.query.strip() and not request.regenerate and not request.tool_results:
+            raise InvalidFrameError("the message is empty")
+        clash = sorted({t.name for t in request.client_tools} & self._runner.tool_names)
+        if clash:
+            raise InvalidFrameError(f"client tools may not use server tool names: {clash}")
 
     async def _begin_regeneration(
         self, user_id: str, request: MessageRequest, model: str

@@ -418,7 +418,7 @@ class WebSocketConnection:
             await self._send_quietly(error_frame(exc, session_id=session_id))
         except (WebSocketDisconnect, RuntimeError):
             return
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure must reach the client
             # Never leave the client waiting in silence: it learns the stream broke and can
             # subscribe again after its last seq.
             logger.exception("forwarding run %s failed", run_id)
