@@ -28,6 +28,7 @@ from rillet.errors import (
     NotFoundError,
     ProtocolError,
     ResumeExpiredError,
+    StorageError,
     UnauthorizedError,
 )
 from rillet.events import RunFinishedEvent, UsageEvent
@@ -418,7 +419,7 @@ class WebSocketConnection:
             await self._send_quietly(error_frame(exc, session_id=session_id))
         except (WebSocketDisconnect, RuntimeError):
             return
-        except Exception:  # noqa: BLE001 - any failure must reach the client
+        except Exception:
             # Never leave the client waiting in silence: it learns the stream broke and can
             # subscribe again after its last seq.
             logger.exception("forwarding run %s failed", run_id)
@@ -429,7 +430,7 @@ class WebSocketConnection:
         assert self.user is not None
         try:
             return await self.rillet.store.user_cost(self.user.id)
-        except Exception:
+        except StorageError:
             logger.warning("reading the cost total of user %s failed", self.user.id)
             return None
 
