@@ -44,6 +44,12 @@ class Measurement:
     words_per_frame: float
     other_load_pct: float
     """CPU used by other processes during the window, in % of all cores (the machine is shared)."""
+    redis_commands_per_kword: float = math.nan
+    """Commands the row's private Redis processed per 1,000 words (with those inside scripts)."""
+    redis_scripts_per_kword: float = math.nan
+    """Script calls (`EVALSHA`) per 1,000 words: Rillet's round trips for appends and leases."""
+    redis_cpu_us_per_word: float = math.nan
+    """CPU of the Redis process per word; not part of `server_cpu_us_per_word`."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,13 @@ def format_scenario(
     lines.append(f"client CPU us/word (same machine): {client}")
     load = ", ".join(f"{name} {m['other_load_pct']:.0f}%" for name, m in medians.items())
     lines.append(f"other processes' CPU load during the runs (% of all cores): {load}")
+    for name, m in medians.items():
+        if not math.isnan(m["redis_commands_per_kword"]):
+            lines.append(
+                f"{name}: Redis commands per 1,000 words {m['redis_commands_per_kword']:.1f} "
+                f"(script calls {m['redis_scripts_per_kword']:.1f}), Redis CPU "
+                f"{m['redis_cpu_us_per_word']:.1f} us/word (not in srv CPU)"
+            )
     for failure in failures:
         lines.append(f"FAILED: {failure.server}, repetition {failure.repetition}: {failure.reason}")
     for comp in comparisons:
@@ -218,3 +231,36 @@ def comparison_json(comp: Comparison, targets: Targets) -> dict[str, Any]:
         "added_gap_p99_pass": passed(comp.added_gap_p99_ms, targets.added_gap_p99_ms_max),
         "ttft_p99_ratio_pass": passed(comp.ttft_p99_ratio, targets.ttft_p99_ratio_max),
     }
+
+
+def format_pair(
+    name: str,
+    base: str,
+    medians: dict[str, dict[str, float]],
+    measurements: Sequence[Measurement],
+    cpu_ratio_max: float,
+    added_gap_ms_max: float,
+) -> str:
+    """`name` against `base` (not the floor): CPU/word ratio and added p99 gap, with targets."""
+    if name not in medians or base not in medians:
+        return ""
+    row, ref = medians[name], medians[base]
+    by_rep = {m.repetition: m for m in measurements if m.server == base}
+    paired = [
+        (by_rep[m.repetition], m)
+        for m in measurements
+        if m.server == name and m.repetition in by_rep
+    ]
+    ratio = row["server_cpu_us_per_word"] / ref["server_cpu_us_per_word"]
+    gap = row["gap_p99_ms"] - ref["gap_p99_ms"]
+    ratio_reps = [m.server_cpu_us_per_word / b.server_cpu_us_per_word for b, m in paired]
+    gap_reps = [m.gap_p99_ms - b.gap_p99_ms for b, m in paired]
+    return "\n".join(
+        [
+            f"{name} vs {base}:",
+            f"  CPU/word ratio     {ratio:6.2f}   {_verdict(ratio, cpu_ratio_max):26}"
+            f"{_reps(ratio_reps, '.2f')}",
+            f"  added p99 gap ms   {gap:6.2f}   {_verdict(gap, added_gap_ms_max):26}"
+            f"{_reps(gap_reps, '.2f')}",
+        ]
+    )

@@ -25,6 +25,7 @@ from typing import Literal, Self
 
 import httpx
 import psutil  # type: ignore[import-untyped]
+from redis_server import PrivateRedis
 
 BENCH_DIR = Path(__file__).resolve().parent
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Timeout)\b.*")
@@ -53,6 +54,9 @@ class ServerSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     transport: Transport = "ws"
     ws_path: str = "/v1/ws"
+    redis: bool = False
+    """Give the server a private `redis-server` (`RILLET_REDIS_URL`), whose counters
+    `ServerProcess.redis` reads (`redis_server.py`)."""
 
 
 def default_specs() -> list[ServerSpec]:
@@ -68,10 +72,13 @@ def default_specs() -> list[ServerSpec]:
     return [
         ServerSpec("floor", (sys.executable, str(BENCH_DIR / "floor.py"), "--port", "0")),
         ServerSpec("rillet (memory)", rillet_argv, rillet_env),
+        ServerSpec(
+            "rillet (redis)",
+            rillet_argv,
+            {**rillet_env, "RILLET_REDIS_PREFIX": "bench:"},
+            redis=True,
+        ),
         ServerSpec("rillet (memory) AI SDK UI", rillet_argv, rillet_env, transport="ui"),
-        # More rows, e.g.:
-        # ServerSpec("rillet (redis)", rillet_argv,
-        #            {**rillet_env, "RILLET_REDIS_URL": "redis://127.0.0.1:6379/15"}),
     ]
 
 
@@ -87,6 +94,7 @@ class ServerProcess:
         self.base_url = ""
         self._popen: subprocess.Popen[bytes] | None = None
         self._ps: psutil.Process | None = None
+        self.redis: PrivateRedis | None = None
 
     @property
     def ws_url(self) -> str:
@@ -115,6 +123,9 @@ class ServerProcess:
             if not key.startswith(_STRIPPED_ENV_PREFIXES)
         }
         env.update({key: value.format(tmp=self.tmp) for key, value in self.spec.env.items()})
+        if self.spec.redis:
+            self.redis = PrivateRedis(self.tmp)
+            env["RILLET_REDIS_URL"] = self.redis.url
         argv = [arg.format(tmp=self.tmp) for arg in self.spec.argv]
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self._popen = subprocess.Popen(
@@ -198,4 +209,6 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self._popen.kill()
                 self._popen.wait()
+        if self.redis is not None:
+            self.redis.stop()
         self._tmp.cleanup()

@@ -35,11 +35,13 @@ from typing import Any, TypeVar
 
 import psutil  # type: ignore[import-untyped]
 import uiclient
+from redis_server import RedisCounters
 from report import (
     Failure,
     Measurement,
     Targets,
     comparison_json,
+    format_pair,
     format_scenario,
     percentile,
     summarise,
@@ -59,6 +61,10 @@ from wsclient import (
 
 T = TypeVar("T")
 
+REDIS_CPU_RATIO_MAX = 1.2
+"""Redis mode may cost at most this many times memory mode's server CPU per word."""
+REDIS_ADDED_GAP_MS_MAX = 10.0
+"""Redis mode may add at most this much to memory mode's p99 gap."""
 SETTLE_S = 0.25
 """Pause after the last END before reading the server's CPU time, so trailing work counts."""
 CONNECT_CONCURRENCY = 64
@@ -133,6 +139,7 @@ async def measure(
         gc.collect()
         machine_before = _machine_busy_seconds()
         cpu_before = server.cpu_seconds()
+        redis_before = server.redis.counters() if server.redis else None
         client_before = time.process_time()
         started = time.perf_counter()
         progress = [StreamProgress() for _ in conns]
@@ -146,6 +153,7 @@ async def measure(
         await asyncio.sleep(SETTLE_S)
         server_cpu = server.cpu_seconds() - cpu_before
         client_cpu = time.process_time() - client_before
+        redis = server.redis.counters() - redis_before if server.redis and redis_before else None
         window = time.perf_counter() - started
         other_cpu = _machine_busy_seconds() - machine_before - server_cpu - client_cpu
     finally:
@@ -171,7 +179,16 @@ async def measure(
         frames=frames,
         words_per_frame=words / frames,
         other_load_pct=max(0.0, other_cpu) / (window * (os.cpu_count() or 1)) * 100,
+        **(_redis_metrics(redis, words) if redis else {}),
     )
+
+
+def _redis_metrics(redis: RedisCounters, words: int) -> dict[str, float]:
+    return {
+        "redis_commands_per_kword": redis.commands / words * 1000,
+        "redis_scripts_per_kword": redis.script_calls / words * 1000,
+        "redis_cpu_us_per_word": redis.cpu_s / words * 1e6,
+    }
 
 
 def _run_stream(
@@ -387,6 +404,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 scenario_failures,
             )
         )
+        # Issue 4's targets for Redis mode are relative to memory mode, not to the floor.
+        pair = format_pair(
+            "rillet (redis)",
+            "rillet (memory)",
+            medians,
+            results[scenario.key],
+            REDIS_CPU_RATIO_MAX,
+            REDIS_ADDED_GAP_MS_MAX,
+        )
+        if pair:
+            print(pair)
         print()
         report["scenarios"][scenario.key] = {
             "title": scenario.title,

@@ -77,6 +77,14 @@ async def collect(stream: AsyncIterator[RunEvent]) -> list[RunEvent]:
     return [event async for event in stream]
 
 
+async def refused(backend: StreamBackend, error: type[Exception], *events: RunEvent) -> None:
+    """The first of `events` is refused with `error`: at once, or (a backend that does not wait
+    for its store) by the run's next append at the latest, `run.finished` being the last."""
+    with pytest.raises(error):
+        for event in events:
+            await backend.append(event)
+
+
 async def test_replay_then_live_across_nodes(nodes: Nodes) -> None:
     producer, watcher = nodes
     run_id = new_id()
@@ -120,17 +128,15 @@ async def test_unknown_and_expired_logs(backend: StreamBackend) -> None:
 
 
 async def test_appends_out_of_order_or_after_the_end_are_refused(backend: StreamBackend) -> None:
-    run_id = new_id()
-    await backend.open_log(run_id)
-    with pytest.raises(StreamError):
-        await backend.append(text(run_id, 2, "gap"))
-    await backend.append(started(run_id))
-    with pytest.raises(StreamError):
-        await backend.append(text(run_id, 3, "gap"))
-    await backend.append(finished(run_id, 2))
-    with pytest.raises(StreamError):
-        await backend.append(text(run_id, 3, "late"))
-    assert await backend.last_seq(run_id) == 2
+    gap, late = new_id(), new_id()
+    await backend.open_log(gap)
+    await refused(backend, StreamError, text(gap, 2, "gap"), finished(gap, 3))
+    assert await backend.last_seq(gap) == 0
+    await backend.open_log(late)
+    await backend.append(started(late))
+    await backend.append(finished(late, 2))
+    await refused(backend, StreamError, text(late, 3, "late"), finished(late, 4))
+    assert await backend.last_seq(late) == 2
 
 
 async def test_commands_sent_before_and_after_listening_reach_the_run(nodes: Nodes) -> None:
@@ -208,8 +214,7 @@ async def test_a_fence_keeps_a_stale_owner_out(nodes: Nodes) -> None:
     await owner.open_log(run_id)
     fence = await owner.acquire_lease(run_id, ttl_s=0.3)
     await owner.append(started(run_id), fence)
-    with pytest.raises(LeaseLostError):
-        await owner.append(text(run_id, 2, "no fence"))
+    await refused(owner, LeaseLostError, text(run_id, 2, "no fence"), finished(run_id, 3))
     assert await other.take_expired_leases(ttl_s=5) == []  # not expired yet
     await asyncio.sleep(0.5)
     taken = await asyncio.gather(*(node.take_expired_leases(ttl_s=5) for node in (*nodes, *nodes)))
@@ -218,7 +223,7 @@ async def test_a_fence_keeps_a_stale_owner_out(nodes: Nodes) -> None:
     new_fence = winners[0][0][1]
     assert new_fence > fence
     with pytest.raises(LeaseLostError):
-        await owner.append(text(run_id, 2, "stale"), fence)
+        await owner.append(finished(run_id, 2), fence)
     assert await owner.renew_leases({run_id: fence}, ttl_s=5) == [run_id]
     await other.append(text(run_id, 2, "recovered"), new_fence)
     await other.append(finished(run_id, 3, "interrupted"), new_fence)

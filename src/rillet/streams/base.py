@@ -54,7 +54,9 @@ class StreamBackend(Protocol):
     async def append(self, event: RunEvent, fence: int | None = None) -> None:
         """Append to the event's run log. `event.seq` must be the log's last seq + 1 and the log
         must not have finished (else `StreamError`). `fence` is the appender's lease fence: once
-        the run has a lease, an append with another fence (or none) raises `LeaseLostError`."""
+        the run has a lease, an append with another fence (or none) raises `LeaseLostError`.
+        A backend may return before the event is stored (appends stay in order): a refusal is
+        then raised by the run's next append, and `run.finished` returns only once stored."""
 
     async def last_seq(self, run_id: str) -> int:
         """The highest seq in the log; 0 for an empty or unknown log."""

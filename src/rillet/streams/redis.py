@@ -311,6 +311,7 @@ class RedisBackend:
         for part in ("meta", "log", "cmds", "fence"):
             pipe.pexpire(self._run_key(run_id, part), ttl_ms)
         await self._call("expire", pipe.execute())
+        self._appends.forget(run_id)
         self._disown(run_id)
 
     # --- commands ---------------------------------------------------------------------------

@@ -1,11 +1,13 @@
-"""Appends to Redis run logs, grouped: every event appended by any run of this process while the
-previous group was on its way goes to Redis in the next one, as one `APPEND` script call.
+"""Appends to Redis run logs, grouped and pipelined.
 
-One command per group instead of one per event keeps Redis and this process cheap at high
-concurrency (500 streams cost a few hundred Redis commands per second, not thousands) and
-bounds the connections appends need to one. A submitted append is sent even when its caller is
-cancelled, so a log never has a gap; what Redis accepted reaches this process's own
-subscribers (`OwnLog`) from the sending task, in order.
+Every event appended by any run of this process while the previous group was on its way goes to
+Redis in the next one, as one `APPEND` script call: one command per group instead of one per
+event keeps Redis and this process cheap at high concurrency, and appends need one connection.
+A run does not wait for Redis between its events (as with the memory backend, its producer goes
+on at once): its appends are queued in order and a refusal is raised by its next append; only
+`run.finished` waits until Redis has accepted everything before it. A queued append is sent even
+when its caller is cancelled, so a log never has a gap. What Redis accepted reaches this
+process's own subscribers (`OwnLog`) from the sending task, in order.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 MAX_GROUP = 500
 """Appends sent in one script call at most."""
+MAX_BROKEN = 10_000
+"""Refusals remembered for runs that have not ended (one per run; the oldest go first)."""
 
 RunScript = Callable[[list[str], list[Any]], Awaitable[Any]]
 
@@ -81,15 +85,27 @@ class AppendGroups:
         self._own = own
         self._pending: list[_Append] = []
         self._sender: asyncio.Task[None] | None = None
+        self._broken: dict[str, StreamError] = {}
         self.groups_sent = 0
 
     async def append(self, event: RunEvent, fence: int | None) -> None:
+        """Queue `event`; raise what refused an earlier append of its run. `run.finished`
+        returns once Redis holds it (or raises why it does not)."""
+        final = event.kind == "run.finished"
+        broken = self._broken.pop(event.run_id, None) if final else self._broken.get(event.run_id)
+        if broken is not None:
+            raise type(broken)(str(broken))
         item = _Append(event, fence)
         self._pending.append(item)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_all(), name="redis-appends")
-        # Shielded: the sender finishes the append whatever happens to the caller.
-        await asyncio.shield(item.done)
+        if final:
+            # Shielded: the sender finishes the append whatever happens to the caller.
+            await asyncio.shield(item.done)
+
+    def forget(self, run_id: str) -> None:
+        """The run's log is closed: drop what is remembered about it."""
+        self._broken.pop(run_id, None)
 
     async def close(self) -> None:
         if self._sender is not None and not self._sender.done():
@@ -121,6 +137,8 @@ class AppendGroups:
         event = item.event
         own = self._own.get(event.run_id)
         if isinstance(reply, int):
+            if event.kind == "run.finished":
+                self._broken.pop(event.run_id, None)
             if own is not None:
                 own.events.append(event)
                 own.finished = event.kind == "run.finished"
@@ -139,6 +157,10 @@ class AppendGroups:
             del self._own[event.run_id]
             own.detached = True
             own.wake()
+        if event.kind != "run.finished":
+            self._broken.setdefault(event.run_id, reply)
+            while len(self._broken) > MAX_BROKEN:
+                del self._broken[next(iter(self._broken))]
         if not item.done.done():
             item.done.set_exception(reply)
-            item.done.exception()  # retrieved, so a caller that went away leaves no warning
+            item.done.exception()  # retrieved: nobody may be waiting for it

@@ -21,7 +21,8 @@ for i = 1, #KEYS / 3 do
   local seq = tonumber(seq_arg)
   local reply = seq
   local fence = redis.call('GET', fence_key)
-  local last = tonumber(redis.call('HGET', meta, 'last') or '0')
+  local state = redis.call('HMGET', meta, 'last', 'done')
+  local last = tonumber(state[1] or '0')
   if given == '' and fence then
     reply = 'FENCED the run is leased'
   elseif given ~= '' and not fence then
@@ -34,7 +35,7 @@ for i = 1, #KEYS / 3 do
     if not (entry[1] and entry[1][2][2] == payload) then
       reply = 'SEQ seq ' .. seq_arg .. ' does not follow ' .. last
     end
-  elseif redis.call('HGET', meta, 'done') == '1' then
+  elseif state[2] == '1' then
     reply = 'FINISHED the run has already finished'
   elseif seq ~= last + 1 then
     reply = 'SEQ seq ' .. seq_arg .. ' does not follow ' .. last
