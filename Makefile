@@ -1,7 +1,8 @@
 # Rillet: `make help` lists the targets.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+# uv from PATH, else the one `make uv` installs into this Python with pip.
+UV ?= $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -10,8 +11,8 @@ help: ## Show this help
 
 .PHONY: uv
 uv: ## Install uv if missing
-	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
-	@command -v $(UV) >/dev/null 2>&1 || { echo "uv not found after install"; exit 1; }
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) --version >/dev/null 2>&1 || { echo "uv could not be installed"; exit 1; }
 
 .PHONY: install
 install: uv ## Install the package and its dev tools from uv.lock
