@@ -125,6 +125,25 @@ async def test_a_run_started_on_one_node_resumes_on_another(cluster: Cluster, ke
     await asyncio.gather(*(one(200 + 20 * i, i % 6) for i in range(10)))
 
 
+async def test_a_message_resent_to_another_node_starts_no_second_run(
+    cluster: Cluster, key: str
+) -> None:
+    a, b = cluster.nodes[:2]
+    first = await WsClient.connect(a.ws_url, key)
+    client_id = await first.message("words=100 rate=400")
+    session_id = (await first.recv_type("session"))["session_id"]
+    run_id = (await first.recv_type("status"))["run_id"]
+    again = await WsClient.connect(b.ws_url, key)
+    await again.message("words=100 rate=400", client_id=client_id, session_id=session_id)
+    frames = await again.until_end()
+    assert {f["run_id"] for f in frames if f.get("run_id")} == {run_id}
+    assert text_of(frames) == bench_text(100)
+    await first.until_end(run_id)
+    assert [m["role"] for m in messages_of(b, key, session_id)] == ["user", "assistant"]
+    await first.close()
+    await again.close()
+
+
 async def test_a_cancel_sent_to_one_node_stops_the_run_on_another(
     cluster: Cluster, key: str
 ) -> None:

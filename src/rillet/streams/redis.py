@@ -1,14 +1,15 @@
 """`StreamBackend` on Redis, so that any number of processes on any number of machines share runs.
 
-Each run's log is a Redis stream whose entry ids are the event seqs (`<seq>-0`): appending is one
-Lua script (fence, seq and end checked, then `XADD` with `MAXLEN`), reading from a seq is `XREAD
-BLOCK` from `<seq>-0`. A run's events are also kept in this process while it runs here, so the
-subscribers on its own node (the usual case: the client that sent the message) read them without
-a Redis round trip; subscribers elsewhere read Redis. Commands go to a list per run plus a
-notice on one pub/sub channel, so a command sent before the run listened is still seen; runs that
-start are announced on another channel. Session activity and leases are Lua scripts
-(`redis_scripts`). Every key and channel starts with the configured prefix. Redis errors become
-`StreamError` (`LeaseLostError` for a stale fence) at this boundary.
+Each run's log is a Redis stream whose entry ids are the event seqs (`<seq>-0`). Appends are
+grouped and pipelined (`redis_appends`) into one Lua script call that checks fence, seq and end,
+then `XADD`s with `MAXLEN`; reading from a seq is `XREAD BLOCK` from `<seq>-0`. A run's events
+are also kept in this process while it runs here, so the subscribers on its own node (the usual
+case: the client that sent the message) read them without a Redis round trip; subscribers
+elsewhere read Redis. Commands go to a list per run plus a notice on one pub/sub channel, so a
+command sent before the run listened is still seen; runs that start are announced on another
+channel. Session activity and leases are Lua scripts (`redis_scripts`). Every key and channel
+starts with the configured prefix. Redis errors become `StreamError` (`LeaseLostError` for a
+stale fence) at this boundary.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError, ResponseError
@@ -31,6 +31,7 @@ from rillet.events import RunEvent, event_from_dict
 from rillet.streams import redis_scripts as lua
 from rillet.streams.base import Command
 from rillet.streams.redis_appends import AppendGroups, OwnLog, follow
+from rillet.streams.redis_notices import Notices
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +78,10 @@ class RedisBackend:
             retry=retry,
         )
         # Pub/sub waits for messages as long as it likes, so its socket has no read timeout.
-        self._pubsub_redis = Redis.from_url(
-            url, socket_connect_timeout=3, socket_timeout=None, retry=retry
+        self._notices = Notices(
+            Redis.from_url(url, socket_connect_timeout=3, socket_timeout=None, retry=retry),
+            prefix,
         )
-        self._pubsub: PubSub | None = None
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
         self._scripts = {
             name: self._redis.register_script(getattr(lua, name))
             for name in (
@@ -109,8 +108,6 @@ class RedisBackend:
             KEEP_S,
             self._own,
         )
-        self._command_waiters: dict[str, set[asyncio.Event]] = {}
-        self._session_waiters: dict[str, set[asyncio.Queue[str | None]]] = {}
 
     @property
     def shared(self) -> bool:
@@ -123,14 +120,6 @@ class RedisBackend:
 
     def _session_key(self, session_id: str, part: str) -> str:
         return f"{self.prefix}session:{session_id}:{part}"
-
-    @property
-    def _commands_channel(self) -> str:
-        return f"{self.prefix}commands"
-
-    @property
-    def _runs_channel(self) -> str:
-        return f"{self.prefix}runs"
 
     async def _call(self, what: str, operation: Awaitable[T]) -> T:
         """Await a Redis operation; its errors become Rillet's."""
@@ -149,26 +138,15 @@ class RedisBackend:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._pubsub = self._pubsub_redis.pubsub()
-        await self._call("subscribe", self._pubsub.subscribe(self._commands_channel))
-        await self._call("subscribe", self._pubsub.subscribe(self._runs_channel))
-        self._listener = asyncio.create_task(self._listen(self._pubsub), name="redis-pubsub")
-        await asyncio.wait_for(self._subscribed.wait(), timeout=10)
+        await self._notices.start()
 
     async def close(self) -> None:
         await self._appends.close()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._notices.close()
         for own in self._own.values():
             own.detached = True
             own.wake()
         self._own.clear()
-        await self._pubsub_redis.aclose()
         await self._reader.aclose()
         await self._redis.aclose(close_connection_pool=True)
 
@@ -177,43 +155,6 @@ class RedisBackend:
             return bool(await self._redis.ping())
         except (RedisError, OSError):
             return False
-
-    async def _listen(self, pubsub: PubSub) -> None:
-        """Routes pub/sub notices to this process's waiters. After a reconnection (the client
-        subscribes again by itself) every waiter is woken, as notices may have been missed."""
-        confirmations = 0
-        while True:
-            try:
-                message = await pubsub.get_message(timeout=1.0)
-            except (RedisError, OSError) as exc:
-                logger.warning("Redis pub/sub failed (%s); reconnecting", exc)
-                await asyncio.sleep(0.25)
-                continue
-            if message is None:
-                continue
-            kind, data = message["type"], message["data"]
-            if kind == "subscribe":
-                confirmations += 1
-                if confirmations == 2:
-                    self._subscribed.set()
-                elif confirmations > 2:
-                    self._wake_all()
-            elif kind == "message":
-                if _key(message["channel"]) == self._commands_channel:
-                    for event in self._command_waiters.get(_key(data), ()):
-                        event.set()
-                else:
-                    announced = json.loads(data)
-                    for queue in self._session_waiters.get(announced["session_id"], ()):
-                        queue.put_nowait(announced["run_id"])
-
-    def _wake_all(self) -> None:
-        for events in self._command_waiters.values():
-            for event in events:
-                event.set()
-        for queues in self._session_waiters.values():
-            for queue in queues:
-                queue.put_nowait(None)  # None: read the active run again
 
     # --- event logs -------------------------------------------------------------------------
 
@@ -321,14 +262,12 @@ class RedisBackend:
         pipe = self._redis.pipeline(transaction=True)
         pipe.rpush(key, json.dumps(command.to_dict()))
         pipe.expire(key, KEEP_S)
-        pipe.publish(self._commands_channel, run_id)
+        pipe.publish(self._notices.commands_channel, run_id)
         await self._call("send_command", pipe.execute())
 
     async def commands(self, run_id: str) -> AsyncIterator[Command]:
-        wake = asyncio.Event()
-        self._command_waiters.setdefault(run_id, set()).add(wake)
         key, index = self._run_key(run_id, "cmds"), 0
-        try:
+        with self._notices.command_waiter(run_id) as wake:
             while True:
                 wake.clear()
                 try:
@@ -343,8 +282,6 @@ class RedisBackend:
                 # Notices wake this at once; the timeout only bounds a notice lost to a failure.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=30)
-        finally:
-            _discard(self._command_waiters, run_id, wake)
 
     # --- session activity -------------------------------------------------------------------
 
@@ -373,21 +310,22 @@ class RedisBackend:
 
     async def announce_run(self, session_id: str, run_id: str) -> None:
         notice = json.dumps({"session_id": session_id, "run_id": run_id})
-        await self._call("announce_run", self._redis.publish(self._runs_channel, notice))
+        await self._call("announce_run", self._redis.publish(self._notices.runs_channel, notice))
 
     async def session_runs(self, session_id: str) -> AsyncIterator[str]:
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self._session_waiters.setdefault(session_id, set()).add(queue)
-        try:
+        with self._notices.session_queue(session_id) as queue:
             queue.put_nowait(None)  # subscribed first, so the active run read now is not missed
             while True:
                 run_id = await queue.get()
                 if run_id is None:
-                    run_id = await self.active_run(session_id)
+                    try:
+                        run_id = await self.active_run(session_id)
+                    except StreamError as exc:
+                        # Redis is away; reconnecting wakes every watcher to look again.
+                        logger.warning("watching session %s: %s", session_id, exc)
+                        continue
                 if run_id is not None:
                     yield run_id
-        finally:
-            _discard(self._session_waiters, session_id, queue)
 
     # --- leases -----------------------------------------------------------------------------
 
@@ -426,11 +364,3 @@ def _decode(fields: dict[bytes, bytes]) -> RunEvent:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-def _discard(waiters: dict[str, set[Any]], key: str, waiter: Any) -> None:
-    group = waiters.get(key)
-    if group is not None:
-        group.discard(waiter)
-        if not group:
-            del waiters[key]
