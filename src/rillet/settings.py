@@ -76,9 +76,7 @@ class Settings(BaseSettings):
     """Key for Anthropic."""
     gemini_api_key: str | None = Field(
         default=None,
-        validation_alias=AliasChoices(
-            "RILLET_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"
-        ),
+        validation_alias=AliasChoices("RILLET_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
     )
     """Key for Google Gemini."""
     system_prompt: str = "You are a helpful assistant. Answer in markdown."
