@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,16 @@ from pydantic_ai.usage import RequestUsage
 
 from rillet.chat.agent import AgentOutcome, AgentRunner
 from rillet.chat.emitter import RunEmitter
+from rillet.chat.jobs import (
+    Job,
+    MessageRequest,
+    Submitted,
+    has_prompt,
+    reason_for,
+    result_parts,
+    text_of,
+    tool_json,
+)
 from rillet.chat.limits import MessageRateLimiter
 from rillet.chat.models import ResolvedModel, cost_usd, default_model_id, resolve_model
 from rillet.chat.parts import parts_from_events
@@ -48,80 +58,17 @@ from rillet.events import (
     ErrorEvent,
     FinalRunStatus,
     MessageCompletedEvent,
-    Mode,
     RunEvent,
     RunFinishedEvent,
-    RunStartedEvent,
     UsageEvent,
 )
 from rillet.settings import BusyPolicy, Settings
-from rillet.storage.base import RunRecord, SessionRecord, Store, TurnStart, UsageRecord
+from rillet.storage.base import RunRecord, Store, TurnStart, UsageRecord
 from rillet.streams.base import Command, StreamBackend
 
 logger = logging.getLogger(__name__)
 
 INTERRUPT_ATTEMPTS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRequest:
-    """A user message as any transport hands it to the core."""
-
-    query: str
-    client_id: str | None = None
-    session_id: str | None = None
-    mode: Mode = "agent"
-    model: str | None = None
-    attachments: list[dict[str, Any]] = field(default_factory=list)
-    regenerate: bool = False
-    """Answer the session's last user message again, in place of its last answer (`query` is
-    ignored; `message_id` may name that message or answer). Refused as `busy` while a run is
-    active in the session, whatever the policy."""
-    message_id: str | None = None
-    history: list[ModelMessage] | None = None
-    """A stateless client's whole model history before this message (OpenAI and AG-UI clients
-    send it each time): used instead of the session's stored history, and stored with the run."""
-    client_tools: list[ToolDefinition] = field(default_factory=list)
-    """Tools the client declared and runs itself: calls to them end the run with reason
-    `tool_calls` (`ToolStartedEvent.runs_on` is `client`)."""
-    tool_results: dict[str, Any] = field(default_factory=dict)
-    """The client's results of those calls, by tool call id; `query` may then be empty."""
-    instructions: str | None = None
-    """Extra instructions for this run only (OpenAI system messages, AG-UI `context`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Submitted:
-    session: SessionRecord
-    session_created: bool
-    run_id: str
-    message_id: str
-    duplicate: bool = False
-    queued: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    """Everything needed to execute a run; also the queued item of the `enqueue` policy."""
-
-    run_id: str
-    session_id: str
-    user_id: str
-    message_id: str
-    model: str
-    mode: Mode
-    prompt: str
-    # The fields below are JSON (a queued job may travel through Redis).
-    history: list[dict[str, Any]] | None = None
-    client_tools: list[dict[str, Any]] = field(default_factory=list)
-    tool_results: dict[str, Any] = field(default_factory=dict)
-    instructions: str | None = None
-    fresh: bool = False
-    """The session was created by this run's message: it has no history to load."""
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> _Job:
-        return cls(**item)
 
 
 class RunService:
@@ -177,7 +124,7 @@ class RunService:
                 session_id=request.session_id,
                 client_id=request.client_id,
                 text=request.query,
-                attachments=[*request.attachments, *_result_parts(request.tool_results)] or None,
+                attachments=[*request.attachments, *result_parts(request.tool_results)] or None,
                 model=model.info.id,
                 mode=request.mode,
             )
@@ -190,20 +137,20 @@ class RunService:
         )
         if turn.duplicate:
             return submitted
-        job = _Job(
+        job = Job(
             run_id=turn.run.id,
             session_id=turn.session.id,
             user_id=user_id,
             message_id=turn.run.message_id,
             model=model.info.id,
             mode=request.mode,
-            prompt=_text_of(turn.user_message.parts) if request.regenerate else request.query,
+            prompt=text_of(turn.user_message.parts) if request.regenerate else request.query,
             history=(
                 None
                 if request.history is None
                 else ModelMessagesTypeAdapter.dump_python(request.history, mode="json")
             ),
-            client_tools=[_tool_json(tool) for tool in request.client_tools],
+            client_tools=[tool_json(tool) for tool in request.client_tools],
             tool_results=dict(request.tool_results),
             instructions=request.instructions,
             fresh=turn.session_created,
@@ -261,7 +208,7 @@ class RunService:
             return False
         return await self.store.run_for_client_id(user_id, request.client_id) is not None
 
-    async def _claim(self, job: _Job, policy: BusyPolicy, fence: int) -> None:
+    async def _claim(self, job: Job, policy: BusyPolicy, fence: int) -> None:
         for _ in range(INTERRUPT_ATTEMPTS):
             active = await self.streams.claim_session(job.session_id, job.run_id)
             if active is None:
@@ -316,7 +263,7 @@ class RunService:
 
     # --- executing ----------------------------------------------------------------------------
 
-    def _spawn(self, job: _Job, fence: int | None = None) -> None:
+    def _spawn(self, job: Job, fence: int | None = None) -> None:
         task = asyncio.create_task(self._execute(job, fence), name=f"run-{job.run_id}")
         self._track(job.run_id, task)
 
@@ -329,7 +276,7 @@ class RunService:
         self._leases[run_id] = fence
         return fence
 
-    async def _fail_unstarted(self, job: _Job, exc: Exception) -> None:
+    async def _fail_unstarted(self, job: Job, exc: Exception) -> None:
         """A run that could not start because the streams failed: its record still ends."""
         logger.error("run %s could not start: %s", job.run_id, exc)
         self._leases.pop(job.run_id, None)
@@ -345,7 +292,7 @@ class RunService:
         except Exception:
             logger.exception("saving the failure of run %s failed", job.run_id)
 
-    async def _execute(self, job: _Job, fence: int | None = None) -> None:
+    async def _execute(self, job: Job, fence: int | None = None) -> None:
         if fence is None:
             try:
                 fence = await self._lease(job.run_id)
@@ -359,16 +306,7 @@ class RunService:
         status: FinalRunStatus = "failed"
         error: ProtocolError | None = None
         try:
-            await emitter.emit(
-                RunStartedEvent(
-                    session_id=job.session_id,
-                    run_id=job.run_id,
-                    seq=0,
-                    message_id=job.message_id,
-                    model=job.model,
-                    mode=job.mode,
-                )
-            )
+            await emitter.emit(job.started_event())
             await self.streams.announce_run(job.session_id, job.run_id)
             outcome = await self._run_agent(job, emitter, cancel)
             status, error = outcome.status, outcome.error
@@ -384,18 +322,18 @@ class RunService:
         finally:
             watcher.cancel()
         history = outcome.new_messages if outcome is not None else []
-        if status != "completed" and job.prompt and not any(_has_prompt(m) for m in history):
+        if status != "completed" and job.prompt and not any(has_prompt(m) for m in history):
             history = [ModelRequest(parts=[UserPromptPart(content=job.prompt)]), *history]
         if job.history:
             # Stored with the run, so the session a stateless request made holds it all.
             history = [*ModelMessagesTypeAdapter.validate_python(job.history), *history]
-        reason = _reason(status, error)
+        reason = reason_for(status, error)
         if outcome is not None and outcome.pending_calls:
             reason = "tool_calls"
         await self._finish(job, emitter, status, reason, error, history)
 
     async def _run_agent(
-        self, job: _Job, emitter: RunEmitter, cancel: asyncio.Event
+        self, job: Job, emitter: RunEmitter, cancel: asyncio.Event
     ) -> AgentOutcome:
         model = self.resolve(job.model)
         if job.history is not None or job.fresh:
@@ -449,7 +387,7 @@ class RunService:
 
     def _emitter(
         self,
-        job: _Job,
+        job: Job,
         fence: int | None,
         first_seq: int = 1,
         parts: list[dict[str, Any]] | None = None,
@@ -467,7 +405,7 @@ class RunService:
 
     async def _finish(
         self,
-        job: _Job,
+        job: Job,
         emitter: RunEmitter,
         status: FinalRunStatus,
         reason: str,
@@ -483,16 +421,7 @@ class RunService:
         log_ok = True
         try:
             if emitter.last_seq == 0:
-                await emitter.emit(
-                    RunStartedEvent(
-                        session_id=job.session_id,
-                        run_id=job.run_id,
-                        seq=0,
-                        message_id=job.message_id,
-                        model=job.model,
-                        mode=job.mode,
-                    )
-                )
+                await emitter.emit(job.started_event())
             await emitter.flush()
             if error is not None:
                 await emitter.emit(
@@ -562,7 +491,7 @@ class RunService:
             following = None
         self._forget(run_id)
         if following is not None:
-            self._spawn(_Job.from_item(following))
+            self._spawn(Job.from_item(following))
 
     def _forget(self, run_id: str) -> None:
         self._leases.pop(run_id, None)
@@ -594,7 +523,7 @@ class RunService:
         if record is None:
             await self.streams.release_lease(run_id, fence)
             return self._forget(run_id)
-        job = _Job(
+        job = Job(
             run_id=run_id,
             session_id=record.session_id,
             user_id=record.user_id,
@@ -612,7 +541,7 @@ class RunService:
             following = await self.streams.release_session(job.session_id, run_id)
             self._forget(run_id)
             if following is not None:
-                self._spawn(_Job.from_item(following))
+                self._spawn(Job.from_item(following))
             return
         logger.warning("run %s lost its node; ending it as interrupted", run_id)
         status: FinalRunStatus = "interrupted"
@@ -629,7 +558,7 @@ class RunService:
         page = await self.store.list_messages(record.user_id, record.session_id, limit=100)
         for message in page.items:
             if message.id == record.user_message_id:
-                return _text_of(message.parts)
+                return text_of(message.parts)
         return ""
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -679,36 +608,3 @@ class RunService:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=10)
-
-
-def _tool_json(tool: ToolDefinition) -> dict[str, Any]:
-    return {
-        "name": tool.name,
-        "description": tool.description,
-        "parameters_json_schema": tool.parameters_json_schema,
-        "strict": tool.strict,
-    }
-
-
-def _result_parts(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The client's tool results as parts of the saved user message."""
-    return [
-        {"type": "tool-result", "tool_call_id": call_id, "result": result}
-        for call_id, result in results.items()
-    ]
-
-
-def _text_of(parts: list[dict[str, Any]]) -> str:
-    return "\n".join(part["text"] for part in parts if part.get("type") == "text")
-
-
-def _has_prompt(message: ModelMessage) -> bool:
-    return isinstance(message, ModelRequest) and any(
-        isinstance(part, UserPromptPart) for part in message.parts
-    )
-
-
-def _reason(status: FinalRunStatus, error: ProtocolError | None) -> str:
-    if error is not None and status == "failed":
-        return error.code
-    return status

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from rillet.chat.agent import tool_return_request
-from rillet.chat.runs import MessageRequest
+from rillet.chat.jobs import MessageRequest
 from rillet.errors import InvalidFrameError, ProtocolError
 from rillet.server.auth import bearer_token
 from rillet.server.context import Rillet

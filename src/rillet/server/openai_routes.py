@@ -21,7 +21,7 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from rillet.chat.agent import tool_return_request
-from rillet.chat.runs import MessageRequest, Submitted
+from rillet.chat.jobs import MessageRequest, Submitted
 from rillet.errors import InvalidFrameError, NotFoundError, ProtocolError
 from rillet.server.auth import bearer_token
 from rillet.server.context import Rillet

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rillet.chat.runs import MessageRequest
+from rillet.chat.jobs import MessageRequest
 from rillet.errors import InvalidFrameError, NotFoundError
 from rillet.events import (
     ErrorEvent,

@@ -21,7 +21,7 @@ from typing import Any, assert_never
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from rillet.chat.runs import MessageRequest
+from rillet.chat.jobs import MessageRequest
 from rillet.errors import (
     InternalError,
     InvalidFrameError,
