@@ -365,3 +365,42 @@ async def test_workers_serve_one_port_and_need_redis(tmp_path: Path) -> None:
     finally:
         node.stop(signal.SIGKILL)
         drop_prefix_sync(REDIS_URL, prefix)
+
+
+async def start_of_another(client: WsClient, run_id: str) -> dict[str, Any]:
+    """The next `status` START of a run other than `run_id` (a session watch may show it too)."""
+    while True:
+        frame = await client.recv_type("status", timeout=15)
+        if frame["run_id"] != run_id and frame["data"]["status"] == "START":
+            return frame
+
+
+async def test_a_message_to_a_busy_session_on_another_node_queues_or_interrupts(
+    cluster: Cluster, key: str
+) -> None:
+    a = cluster.nodes[0]
+    with ThreadPoolExecutor(2) as pool:
+        enqueuing, interrupting = pool.map(
+            lambda policy: cluster.start_node(busy_policy=policy), ["enqueue", "interrupt"]
+        )
+    owner = await WsClient.connect(a.ws_url, key)
+    session_id, first = await start_run(owner, "words=300 rate=150")
+    # enqueue: the message waits behind the run on node A, then runs once it ends.
+    queued = await WsClient.connect(enqueuing.ws_url, key)
+    await queued.message("words=7 rate=0", session_id=session_id)
+    second = await start_of_another(queued, first)
+    assert text_of(await queued.until_end(second["run_id"])) == bench_text(7)
+    assert (await owner.until_end(first))[-1]["data"]["reason"] == "completed"
+    await owner.until_end(second["run_id"])  # the owner watches the session: it sees it too
+    # interrupt: the message cancels the run on node A, then runs.
+    _, third = await start_run(owner, "words=3000 rate=100", session_id=session_id)
+    await owner.recv_type("token")
+    breaker = await WsClient.connect(interrupting.ws_url, key)
+    await breaker.message("words=9 rate=0", session_id=session_id)
+    fourth = await start_of_another(breaker, third)
+    assert text_of(await breaker.until_end(fourth["run_id"])) == bench_text(9)
+    assert (await owner.until_end(third))[-1]["data"]["reason"] == "cancelled"
+    statuses = [m["status"] for m in messages_of(a, key, session_id) if m["role"] == "assistant"]
+    assert statuses == ["complete", "complete", "cancelled", "complete"]
+    for client in (owner, queued, breaker):
+        await client.close()
