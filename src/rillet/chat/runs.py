@@ -269,7 +269,14 @@ class RunService:
 
     def _track(self, run_id: str, task: asyncio.Task[None]) -> None:
         self._tasks[run_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+
+        def done(_: asyncio.Task[None]) -> None:
+            if self._tasks.get(run_id) is task:
+                del self._tasks[run_id]
+                # A task that died without ending its run lets the lease lapse: a node ends it.
+                self._leases.pop(run_id, None)
+
+        task.add_done_callback(done)
 
     async def _lease(self, run_id: str) -> int:
         fence = await self.streams.acquire_lease(run_id, self.settings.lease_ttl_s)
@@ -514,8 +521,16 @@ class RunService:
     def spawn_recovery(self, run_id: str, fence: int) -> None:
         """End, as `interrupted`, a run whose node died; this process won its lease (`fence`)."""
         self._leases[run_id] = fence
-        task = asyncio.create_task(self._recover_run(run_id, fence), name=f"recover-{run_id}")
+        task = asyncio.create_task(self._recover(run_id, fence), name=f"recover-{run_id}")
         self._track(run_id, task)
+
+    async def _recover(self, run_id: str, fence: int) -> None:
+        try:
+            await self._recover_run(run_id, fence)
+        except Exception:
+            # Not renewed any more, the lease lapses again and a node tries once more.
+            logger.exception("recovering run %s failed; it will be tried again", run_id)
+            self._leases.pop(run_id, None)
 
     async def _recover_run(self, run_id: str, fence: int) -> None:
         record = await self.store.get_run_any(run_id)
