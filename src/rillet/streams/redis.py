@@ -99,11 +99,7 @@ class RedisBackend:
         self._own: dict[str, OwnLog] = {}
         self._appends = AppendGroups(
             lambda keys, args: self._script("APPEND", keys, args),
-            lambda run_id: [
-                self._run_key(run_id, "meta"),
-                self._run_key(run_id, "log"),
-                self._run_key(run_id, "fence"),
-            ],
+            lambda run_id: [self._run_key(run_id, "meta"), self._run_key(run_id, "log")],
             MAXLEN,
             KEEP_S,
             self._own,
@@ -249,7 +245,7 @@ class RedisBackend:
     async def expire(self, run_id: str, after_s: float) -> None:
         ttl_ms = _ms(after_s)
         pipe = self._redis.pipeline(transaction=False)
-        for part in ("meta", "log", "cmds", "fence"):
+        for part in ("meta", "log", "cmds"):
             pipe.pexpire(self._run_key(run_id, part), ttl_ms)
         await self._call("expire", pipe.execute())
         self._appends.forget(run_id)
@@ -334,7 +330,7 @@ class RedisBackend:
         return f"{self.prefix}leases"
 
     def _lease_keys(self, run_id: str) -> list[str]:
-        return [self._run_key(run_id, "fence"), self._run_key(run_id, "lease"), self._leases_key]
+        return [self._run_key(run_id, "meta"), self._run_key(run_id, "lease"), self._leases_key]
 
     async def acquire_lease(self, run_id: str, ttl_s: float) -> int:
         args = [run_id, _ms(ttl_s), KEEP_S]

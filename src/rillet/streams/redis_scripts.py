@@ -10,19 +10,18 @@ one Redis (not Redis Cluster).
 from __future__ import annotations
 
 APPEND = """
--- Appends to one or more run logs, in order. KEYS: meta, log, fence for each append.
+-- Appends to one or more run logs, in order. KEYS: meta, log for each append.
 -- ARGV: maxlen, ttl_s, then seq, payload, fence ('' = none), final ('1'/'0') for each append.
 -- Returns one reply per append: its seq, or a string saying why it was refused.
 local replies = {}
-for i = 1, #KEYS / 3 do
-  local meta, log, fence_key = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
+for i = 1, #KEYS / 2 do
+  local meta, log = KEYS[i * 2 - 1], KEYS[i * 2]
   local n = 2 + (i - 1) * 4
   local seq_arg, payload, given, final = ARGV[n + 1], ARGV[n + 2], ARGV[n + 3], ARGV[n + 4]
   local seq = tonumber(seq_arg)
   local reply = seq
-  local fence = redis.call('GET', fence_key)
-  local state = redis.call('HMGET', meta, 'last', 'done')
-  local last = tonumber(state[1] or '0')
+  local state = redis.call('HMGET', meta, 'last', 'done', 'fence')
+  local last, fence = tonumber(state[1] or '0'), state[3]
   if given == '' and fence then
     reply = 'FENCED the run is leased'
   elseif given ~= '' and not fence then
@@ -94,12 +93,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 ACQUIRE_LEASE = (
     """
--- KEYS: fence, lease, leases (zset). ARGV: run_id, ttl_ms, keep_s. Returns the new fence.
+-- KEYS: meta, lease, leases (zset). ARGV: run_id, ttl_ms, keep_s. Returns the new fence.
 """
     + _NOW
     + """
-local fence = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 redis.call('SET', KEYS[2], fence, 'PX', ARGV[2])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
 return fence
@@ -116,7 +115,7 @@ local ttl = tonumber(ARGV[2])
 local lost = {}
 for i = 3, #ARGV, 2 do
   local run_id, fence = ARGV[i], ARGV[i + 1]
-  local current = redis.call('GET', ARGV[1] .. 'run:' .. run_id .. ':fence')
+  local current = redis.call('HGET', ARGV[1] .. 'run:' .. run_id .. ':meta', 'fence')
   if current == fence then
     redis.call('SET', ARGV[1] .. 'run:' .. run_id .. ':lease', fence, 'PX', ttl)
     redis.call('ZADD', KEYS[1], now + ttl, run_id)
@@ -130,8 +129,8 @@ return lost
 )
 
 RELEASE_LEASE = """
--- KEYS: fence, lease, leases (zset). ARGV: run_id, fence.
-if redis.call('GET', KEYS[1]) == ARGV[2] then
+-- KEYS: meta, lease, leases (zset). ARGV: run_id, fence.
+if redis.call('HGET', KEYS[1], 'fence') == ARGV[2] then
   redis.call('DEL', KEYS[2])
   redis.call('ZREM', KEYS[3], ARGV[1])
 end
@@ -153,8 +152,9 @@ for _, run_id in ipairs(due) do
   if left > 0 then
     redis.call('ZADD', KEYS[1], now + left, run_id)
   else
-    local fence = redis.call('INCR', base .. ':fence')
-    redis.call('EXPIRE', base .. ':fence', ARGV[4])
+    local meta = base .. ':meta'
+    local fence = redis.call('HINCRBY', meta, 'fence', 1)
+    if redis.call('TTL', meta) < 0 then redis.call('EXPIRE', meta, ARGV[4]) end
     redis.call('SET', base .. ':lease', fence, 'PX', ttl)
     redis.call('ZADD', KEYS[1], now + ttl, run_id)
     table.insert(won, run_id)
