@@ -99,7 +99,7 @@ class RedisBackend:
         self._own: dict[str, OwnLog] = {}
         self._appends = AppendGroups(
             lambda keys, args: self._script("APPEND", keys, args),
-            lambda run_id: [self._run_key(run_id, "meta"), self._run_key(run_id, "log")],
+            prefix,
             MAXLEN,
             KEEP_S,
             self._own,

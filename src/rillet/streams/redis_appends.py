@@ -73,13 +73,13 @@ class AppendGroups:
     def __init__(
         self,
         run_script: RunScript,
-        keys_of: Callable[[str], list[str]],
+        prefix: str,
         maxlen: int,
         keep_s: int,
         own: dict[str, OwnLog],
     ) -> None:
         self._run_script = run_script
-        self._keys_of = keys_of
+        self._prefix = prefix
         self._maxlen = maxlen
         self._keep_s = keep_s
         self._own = own
@@ -114,16 +114,18 @@ class AppendGroups:
     async def _send_all(self) -> None:
         while self._pending:
             group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
-            keys: list[str] = []
-            args: list[Any] = [self._maxlen, self._keep_s]
+            args: list[Any] = [self._prefix, self._maxlen, self._keep_s]
             for item in group:
                 event = item.event
-                keys += self._keys_of(event.run_id)
                 payload = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
-                final = event.kind == "run.finished"
-                args += [event.seq, payload, "" if item.fence is None else item.fence, int(final)]
+                fence = "-" if item.fence is None else item.fence
+                final = int(event.kind == "run.finished")
+                args.append(f"{event.run_id} {event.seq} {fence} {final} {payload}")
+            replies: list[Any] = [None] * len(group)
             try:
-                replies = await self._run_script(keys, args)
+                refused = await self._run_script([], args)
+                for index in range(0, len(refused), 2):
+                    replies[int(refused[index]) - 1] = refused[index + 1]
             except StreamError as exc:
                 replies = [exc] * len(group)
             except Exception as exc:  # never leave an append waiting
@@ -136,7 +138,7 @@ class AppendGroups:
     def _settle(self, item: _Append, reply: Any) -> None:
         event = item.event
         own = self._own.get(event.run_id)
-        if isinstance(reply, int):
+        if reply is None:
             if event.kind == "run.finished":
                 self._broken.pop(event.run_id, None)
             if own is not None:

@@ -10,23 +10,24 @@ one Redis (not Redis Cluster).
 from __future__ import annotations
 
 APPEND = """
--- Appends to one or more run logs, in order. KEYS: meta, log for each append.
--- ARGV: maxlen, ttl_s, then seq, payload, fence ('' = none), final ('1'/'0') for each append.
--- Returns one reply per append: its seq, or a string saying why it was refused.
-local replies = {}
-for i = 1, #KEYS / 2 do
-  local meta, log = KEYS[i * 2 - 1], KEYS[i * 2]
-  local n = 2 + (i - 1) * 4
-  local seq_arg, payload, given, final = ARGV[n + 1], ARGV[n + 2], ARGV[n + 3], ARGV[n + 4]
+-- Appends to one or more run logs, in order. ARGV: prefix, maxlen, ttl_s, then one argument per
+-- append, '<run_id> <seq> <fence or -> <final 1/0> <payload>' (one argument, not five, because
+-- packing arguments is what a group costs its sender most). Returns the refused appends only,
+-- as pairs: the append's index (1-based) and why.
+local refused = {}
+for i = 4, #ARGV do
+  local run_id, seq_arg, given, final, payload =
+    string.match(ARGV[i], '^(%S+) (%d+) (%S+) ([01]) (.*)$')
+  local meta, log = ARGV[1] .. 'run:' .. run_id .. ':meta', ARGV[1] .. 'run:' .. run_id .. ':log'
   local seq = tonumber(seq_arg)
-  local reply = seq
+  local reply = nil
   local state = redis.call('HMGET', meta, 'last', 'done', 'fence')
   local last, fence = tonumber(state[1] or '0'), state[3]
-  if given == '' and fence then
+  if given == '-' and fence then
     reply = 'FENCED the run is leased'
-  elseif given ~= '' and not fence then
+  elseif given ~= '-' and not fence then
     reply = 'GONE the lease and log of the run are gone (Redis lost its data)'
-  elseif given ~= '' and fence ~= given then
+  elseif given ~= '-' and fence ~= given then
     reply = 'FENCED the run is leased with another fence'
   elseif seq == last and last > 0 then
     -- A retried append whose first try got through is accepted once more, unchanged.
@@ -39,20 +40,23 @@ for i = 1, #KEYS / 2 do
   elseif seq ~= last + 1 then
     reply = 'SEQ seq ' .. seq_arg .. ' does not follow ' .. last
   else
-    redis.call('XADD', log, 'MAXLEN', '~', ARGV[1], seq_arg .. '-0', 'e', payload)
+    redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], seq_arg .. '-0', 'e', payload)
     if final == '1' then
       redis.call('HSET', meta, 'last', seq, 'done', '1')
     else
       redis.call('HSET', meta, 'last', seq)
     end
     if last == 0 then
-      redis.call('EXPIRE', meta, ARGV[2])
-      redis.call('EXPIRE', log, ARGV[2])
+      redis.call('EXPIRE', meta, ARGV[3])
+      redis.call('EXPIRE', log, ARGV[3])
     end
   end
-  replies[i] = reply
+  if reply then
+    table.insert(refused, i - 3)
+    table.insert(refused, reply)
+  end
 end
-return replies
+return refused
 """
 
 CLAIM = """
