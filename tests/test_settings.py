@@ -22,15 +22,15 @@ def test_defaults_are_a_local_single_user_server(monkeypatch: pytest.MonkeyPatch
 
 def test_environment_then_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     toml = tmp_path / "rillet.toml"
-    toml.write_text('port = 9001\nbusy_policy = "enqueue"\nmax_message_chars = 100\n')
+    toml.write_text('coalesce_max_chars = 111\nbusy_policy = "enqueue"\nmax_message_chars = 100\n')
     monkeypatch.setenv("RILLET_CONFIG", str(toml))
-    monkeypatch.setenv("RILLET_PORT", "9002")
+    monkeypatch.setenv("RILLET_COALESCE_MAX_CHARS", "222")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
     settings = Settings()
-    assert settings.port == 9002  # the environment wins over the file
+    assert settings.coalesce_max_chars == 222  # the environment wins over the file
     assert settings.busy_policy == "enqueue" and settings.max_message_chars == 100
     assert settings.openai_api_key == "sk-env"
-    assert Settings(port=9003).port == 9003  # explicit (CLI flags) win over both
+    assert Settings(coalesce_max_chars=333).coalesce_max_chars == 333  # flags win over both
 
 
 def test_auth_none_is_refused_off_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
