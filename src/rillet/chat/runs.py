@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -68,7 +69,8 @@ from rillet.streams.base import Command, StreamBackend
 
 logger = logging.getLogger(__name__)
 
-INTERRUPT_ATTEMPTS = 3
+INTERRUPT_GRACE_S = 15.0
+"""How long past the tool timeout an interrupting message waits for the session."""
 
 
 class RunService:
@@ -209,14 +211,25 @@ class RunService:
         return await self.store.run_for_client_id(user_id, request.client_id) is not None
 
     async def _claim(self, job: Job, policy: BusyPolicy, fence: int) -> None:
-        for _ in range(INTERRUPT_ATTEMPTS):
+        # `interrupt`: cancel the active run and wait until it ends. Its node releases the
+        # session a few round trips after `run.finished`, so a finished run that still holds
+        # the session is waited for (with backoff), not taken as a lost race.
+        deadline = time.monotonic() + self.settings.tool_timeout_s + INTERRUPT_GRACE_S
+        cancelled: set[str] = set()
+        pause = 0.01
+        while True:
             active = await self.streams.claim_session(job.session_id, job.run_id)
             if active is None:
                 return
-            if policy != "interrupt":
+            if policy != "interrupt" or time.monotonic() > deadline:
                 break
-            await self.cancel_run(active)
-            await self._wait_finished(active)
+            if active not in cancelled:
+                cancelled.add(active)
+                await self.cancel_run(active)
+                await self._wait_finished(active)
+            else:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
         # Lost a race with another message: this turn was saved, so it ends visibly.
         await self._finish(
             job, self._emitter(job, fence), "failed", "busy", BusyError("a run is already active")
