@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.redis import REDIS_URL, drop_prefix_sync, unique_prefix
 from tests.support.server import ServerProcess, start_server
+from tests.support.wsclient import OPEN_CLIENTS
 
 BACKENDS = ["memory", "redis"]
 """Stream backends the core suite runs against (`server` is parametrized over them)."""
@@ -71,3 +72,12 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     proc = start_server(tmp_path_factory.mktemp("local"))
     yield proc
     proc.stop()
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    """Close the WebSocket clients a test left open (a failed assertion skips its own close),
+    so its sockets cannot surface as warnings in the next test."""
+    yield
+    for client in list(OPEN_CLIENTS):
+        await client.close()

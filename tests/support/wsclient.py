@@ -13,10 +13,15 @@ from websockets.asyncio.client import ClientConnection
 RECV_TIMEOUT_S = 30.0
 
 
+OPEN_CLIENTS: set[WsClient] = set()
+"""Clients not closed yet; the e2e fixtures close what a failed test left open."""
+
+
 class WsClient:
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
         self.frames: list[dict[str, Any]] = []
+        OPEN_CLIENTS.add(self)
 
     @classmethod
     async def connect(
@@ -82,6 +87,7 @@ class WsClient:
                 return got
 
     async def close(self) -> None:
+        OPEN_CLIENTS.discard(self)
         await self.conn.close()
 
 
