@@ -8,13 +8,10 @@ installed or run fails its tests; nothing is skipped.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any, Protocol
 import pytest
 
 from tests.support.fake_openai import fake_openai_server
+from tests.support.npm import install_pinned
 from tests.support.server import ServerProcess, start_server
 
 HERE = Path(__file__).resolve().parent
@@ -31,36 +29,10 @@ ERROR_MODEL = "openai:gpt-4o"
 """A model served by the failing fake provider."""
 
 
-def _installed() -> bool:
-    """True when `node_modules` holds exactly what the lock file pins (npm's hidden lock)."""
-    hidden = HERE / "node_modules" / ".package-lock.json"
-    if not hidden.exists():
-        return False
-    wanted = json.loads((HERE / "package-lock.json").read_text())["packages"]
-    have = json.loads(hidden.read_text())["packages"]
-    return {k: v for k, v in wanted.items() if k} == have
-
-
 @pytest.fixture(scope="session")
 def node_clients() -> Path:
     """The directory whose `node_modules` holds the pinned clients."""
-    for tool in ("node", "npm"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed; the conformance tests need Node 20+ and npm")
-    # One installer at a time, should several pytest workers start together.
-    with (Path(tempfile.gettempdir()) / "rillet-npm-ci.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _installed():
-            done = subprocess.run(
-                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=HERE,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if done.returncode != 0:
-                pytest.fail(f"npm ci failed in {HERE}:\n{done.stdout}\n{done.stderr}")
-    return HERE
+    return install_pinned(HERE)
 
 
 @pytest.fixture(scope="module")

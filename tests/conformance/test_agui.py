@@ -10,18 +10,14 @@ once per session; a client that cannot be installed or run fails the tests.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.conftest import create_key
@@ -31,8 +27,9 @@ from tests.support.fake_openai import (
     ScriptedText,
     ScriptedToolCall,
 )
+from tests.support.npm import install_pinned
 from tests.support.providers import scripted_provider
-from tests.support.server import ServerProcess, start_server
+from tests.support.server import ServerProcess, saved_messages, saved_text, start_server
 from tests.support.wsclient import bench_text
 from tests.transports import events as ev
 from tests.transports.test_agui import client_tool_run, encode
@@ -52,36 +49,10 @@ WEATHER_TOOL = {
 }
 
 
-def _installed() -> bool:
-    """True when `node_modules` holds exactly what the lock file pins (npm's hidden lock)."""
-    hidden = CLIENT_DIR / "node_modules" / ".package-lock.json"
-    if not hidden.exists():
-        return False
-    wanted = json.loads((CLIENT_DIR / "package-lock.json").read_text())["packages"]
-    have = json.loads(hidden.read_text())["packages"]
-    return {k: v for k, v in wanted.items() if k} == have
-
-
 @pytest.fixture(scope="session")
 def agui_client() -> Path:
     """The directory whose `node_modules` holds the pinned AG-UI client."""
-    for tool in ("node", "npm"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed; the AG-UI conformance tests need Node 20+")
-    # One installer at a time, should several pytest workers start together.
-    with (Path(tempfile.gettempdir()) / "rillet-agui-npm-ci.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _installed():
-            done = subprocess.run(
-                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=CLIENT_DIR,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if done.returncode != 0:
-                pytest.fail(f"npm ci failed in {CLIENT_DIR}:\n{done.stdout}\n{done.stderr}")
-    return CLIENT_DIR
+    return install_pinned(CLIENT_DIR)
 
 
 def run_agent(client_dir: Path, server: ServerProcess, key: str, **config: Any) -> dict[str, Any]:
@@ -117,20 +88,6 @@ def replay(client_dir: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def user_message(text: str) -> dict[str, Any]:
     return {"id": uuid.uuid4().hex, "role": "user", "content": text}
-
-
-def saved_messages(server: ServerProcess, key: str, session_id: str) -> list[dict[str, Any]]:
-    response = httpx.get(
-        f"{server.url}/v1/sessions/{session_id}/messages",
-        headers={"authorization": f"Bearer {key}"},
-    )
-    response.raise_for_status()
-    data: list[dict[str, Any]] = response.json()["data"]
-    return data
-
-
-def saved_text(message: dict[str, Any]) -> str:
-    return "".join(part["text"] for part in message["parts"] if part["type"] == "text")
 
 
 @pytest.fixture(scope="module")

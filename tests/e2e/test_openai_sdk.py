@@ -23,7 +23,7 @@ from tests.support.fake_openai import (
     ScriptedToolCall,
 )
 from tests.support.providers import scripted_provider
-from tests.support.server import ServerProcess, start_server
+from tests.support.server import ServerProcess, saved_messages, saved_text, start_server
 from tests.support.wsclient import bench_text
 
 pytestmark = pytest.mark.e2e
@@ -45,20 +45,6 @@ PROVIDER_MODEL = "openai:fake-model"
 
 def client_for(server: ServerProcess, key: str, **kwargs: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, **kwargs)
-
-
-def saved_messages(server: ServerProcess, key: str, session_id: str) -> list[dict[str, Any]]:
-    response = httpx.get(
-        f"{server.url}/v1/sessions/{session_id}/messages",
-        headers={"authorization": f"Bearer {key}"},
-    )
-    response.raise_for_status()
-    data: list[dict[str, Any]] = response.json()["data"]
-    return data
-
-
-def saved_text(message: dict[str, Any]) -> str:
-    return "".join(part["text"] for part in message["parts"] if part["type"] == "text")
 
 
 def test_models_list(server: ServerProcess, alice: str) -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, saved_messages
 from tests.support.wsclient import WsClient, bench_text, text_of
 
 pytestmark = pytest.mark.e2e
@@ -22,16 +22,6 @@ async def start_run(client: WsClient, query: str, **kwargs: object) -> tuple[str
     start = await client.recv_type("status")
     assert start["data"]["status"] == "START"
     return start["session_id"], start["run_id"]
-
-
-def messages_of(server: ServerProcess, key: str, session_id: str) -> list[dict[str, object]]:
-    response = httpx.get(
-        f"{server.url}/v1/sessions/{session_id}/messages",
-        headers={"authorization": f"Bearer {key}"},
-    )
-    response.raise_for_status()
-    data: list[dict[str, object]] = response.json()["data"]
-    return data
 
 
 async def test_bench_run_of_2000_words_arrives_whole_and_is_saved(
@@ -48,7 +38,7 @@ async def test_bench_run_of_2000_words_arrives_whole_and_is_saved(
     assert end["reason"] == "completed" and end["isComplete"] is True
     kinds = [f["type"] for f in frames]
     assert "usage_info" in kinds and kinds[-2] == "message"
-    saved = messages_of(server, alice, session["session_id"])
+    saved = saved_messages(server, alice, session["session_id"])
     assert [m["role"] for m in saved] == ["user", "assistant"]
     assert saved[1]["status"] == "complete"
     assert saved[1]["parts"] == [{"type": "text", "text": bench_text(2000)}]
@@ -118,7 +108,7 @@ async def test_cancel_from_a_second_connection_saves_the_partial_answer(
     assert frames[-1]["data"]["reason"] == "cancelled"
     partial = text_of(frames)
     assert partial and bench_text(2000).startswith(partial) and partial != bench_text(2000)
-    saved = messages_of(server, alice, session_id)[-1]
+    saved = saved_messages(server, alice, session_id)[-1]
     assert saved["status"] == "cancelled"
     assert saved["parts"] == [{"type": "text", "text": partial}]
     store = SqlStore(server.env["RILLET_DATABASE_URL"])
@@ -145,7 +135,7 @@ async def test_cancel_sent_right_after_the_message_is_honoured(
     await client.send({"type": "control", "action": "cancel", "session_id": session["session_id"]})
     frames = await client.until_end()
     assert frames[-1]["data"]["reason"] == "cancelled"
-    assert messages_of(server, alice, session["session_id"])[-1]["status"] == "cancelled"
+    assert saved_messages(server, alice, session["session_id"])[-1]["status"] == "cancelled"
     await client.close()
 
 
@@ -163,7 +153,7 @@ async def test_resent_message_id_starts_no_second_run(server: ServerProcess, ali
     await other.message("words=200 rate=400", client_id=client_id, session_id=session["session_id"])
     replay = await other.until_end()
     assert {f["run_id"] for f in replay if f.get("run_id")} == {first["run_id"]}
-    saved = messages_of(server, alice, session["session_id"])
+    saved = saved_messages(server, alice, session["session_id"])
     assert [m["role"] for m in saved] == ["user", "assistant"]
     await client.close()
     await other.close()

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -107,3 +108,17 @@ async def wait_for(predicate: object, timeout: float = 10.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def saved_messages(server: ServerProcess, key: str | None, session_id: str) -> list[dict[str, Any]]:
+    """The session's saved UI messages, through the real REST API."""
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    response = httpx.get(f"{server.url}/v1/sessions/{session_id}/messages", headers=headers)
+    response.raise_for_status()
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+def saved_text(message: dict[str, Any]) -> str:
+    """The text parts of a saved message, joined."""
+    return "".join(part["text"] for part in message["parts"] if part["type"] == "text")
