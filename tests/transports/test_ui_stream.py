@@ -11,10 +11,10 @@ from pydantic import ValidationError
 
 from rillet.errors import InvalidFrameError, NotFoundError
 from rillet.events import RunEvent
+from rillet.transports.sse import data_line
 from rillet.transports.ui_stream import (
     ChatRequest,
     UIStreamEncoder,
-    encode_chunk,
     sdk_version,
 )
 from tests.transports import events as ev
@@ -206,7 +206,7 @@ def test_a_denied_call_is_denied_for_v6_and_an_error_for_strict_clients() -> Non
 
 def test_chunks_are_sse_data_lines() -> None:
     chunk = {"type": "text-delta", "id": "t2", "delta": "é\n"}
-    line = encode_chunk(chunk)
+    line = data_line(chunk)
     assert line.startswith(b"data: ") and line.endswith(b"\n\n")
     assert line.count(b"\n") == 2
     assert json.loads(line[len(b"data: ") :]) == chunk

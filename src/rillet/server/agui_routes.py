@@ -31,11 +31,10 @@ from rillet.transports.agui import (
     client_tools_of,
     messages_of,
     parse_input,
-    sse,
 )
 from rillet.transports.conversation import split_turn, to_model_messages
 from rillet.transports.openai_request import parse_mode
-from rillet.transports.sse import with_keepalive
+from rillet.transports.sse import data_line, with_keepalive
 
 router = APIRouter(tags=["ag-ui"])
 
@@ -74,9 +73,9 @@ async def agui_run(
         try:
             async for event in rillet.runs.subscribe(user.id, submitted.run_id, 0):
                 for item in encoder.encode(event):
-                    yield sse(item)
+                    yield data_line(item)
         except ProtocolError as exc:
-            yield sse({"type": "RUN_ERROR", "message": exc.message, "code": exc.code})
+            yield data_line({"type": "RUN_ERROR", "message": exc.message, "code": exc.code})
 
     return StreamingResponse(
         with_keepalive(events(), rillet.settings.keepalive_s),

@@ -28,8 +28,8 @@ from rillet.server.context import Rillet
 from rillet.server.routes import App, User
 from rillet.transports import data_stream, ui_stream
 from rillet.transports.data_stream import DataStreamEncoder, encode_part
-from rillet.transports.sse import with_keepalive
-from rillet.transports.ui_stream import ChatRequest, UIStreamEncoder, encode_chunk, sdk_version
+from rillet.transports.sse import DONE, data_line, with_keepalive
+from rillet.transports.ui_stream import ChatRequest, UIStreamEncoder, sdk_version
 
 router = APIRouter(tags=["ai-sdk"])
 
@@ -144,10 +144,10 @@ async def _ui_chunks(app: Rillet, user_id: str, run_id: str, sdk: int) -> AsyncI
         async for event in app.runs.subscribe(user_id, run_id):
             chunks = encoder.encode(event)
             if chunks:
-                yield b"".join(encode_chunk(chunk) for chunk in chunks)
+                yield b"".join(data_line(chunk) for chunk in chunks)
     except ProtocolError as exc:
-        yield encode_chunk({"type": "error", "errorText": exc.message})
-    yield ui_stream.DONE
+        yield data_line({"type": "error", "errorText": exc.message})
+    yield DONE
 
 
 async def _data_parts(app: Rillet, user_id: str, run_id: str) -> AsyncIterator[bytes]:

@@ -29,13 +29,11 @@ from rillet.server.routes import rillet_of
 from rillet.storage.base import UserRecord
 from rillet.transports.conversation import split_turn, to_model_messages
 from rillet.transports.openai import (
-    DONE,
     ChunkEncoder,
     CompletionBuilder,
     error_body,
     error_response,
     http_status,
-    sse,
 )
 from rillet.transports.openai_request import (
     ChatCompletionRequest,
@@ -44,7 +42,7 @@ from rillet.transports.openai_request import (
     parse_mode,
     parse_request,
 )
-from rillet.transports.sse import with_keepalive
+from rillet.transports.sse import DONE, data_line, with_keepalive
 
 router = APIRouter(tags=["openai"])
 
@@ -103,9 +101,9 @@ async def _chunks(
     try:
         async for event in rillet.runs.subscribe(user.id, submitted.run_id, 0):
             for chunk in encoder.encode(event):
-                yield sse(chunk)
+                yield data_line(chunk)
     except ProtocolError as exc:
-        yield sse(error_body(exc.code, exc.message))
+        yield data_line(error_body(exc.code, exc.message))
     yield DONE
 
 

@@ -195,10 +195,6 @@ def _text(content: str | list[TextInput]) -> str:
     return content if isinstance(content, str) else "".join(part.text for part in content)
 
 
-def sse(event: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(event, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
-
-
 class AguiEncoder:
     """Encodes one run's events as AG-UI events, under the client's thread and run ids."""
 

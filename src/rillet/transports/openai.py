@@ -31,8 +31,6 @@ from rillet.events import (
     ToolStartedEvent,
 )
 
-DONE = b"data: [DONE]\n\n"
-
 _STATUS: dict[str, int] = {code: status for code, status in HTTP_STATUS.items()}
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -71,10 +69,6 @@ def error_response(exc: ProtocolError, param: str | None = None) -> JSONResponse
     return JSONResponse(
         error_body(exc.code, exc.message, param), status_code=exc.http_status, headers=headers
     )
-
-
-def sse(data: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
 
 
 def finish_reason(event: RunFinishedEvent) -> str:

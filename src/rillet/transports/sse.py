@@ -11,11 +11,21 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from rillet.errors import ProtocolError
 from rillet.events import RunEvent
 
 KEEP_ALIVE = b": keep-alive\n\n"
+DONE = b"data: [DONE]\n\n"
+"""The last line of the OpenAI and AI SDK streams."""
+
+
+def data_line(data: Any) -> bytes:
+    """One `data: <json>` event, the framing the OpenAI, AI SDK and AG-UI streams share."""
+    return (
+        b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+    )
 
 
 def encode_event(event: RunEvent) -> bytes:

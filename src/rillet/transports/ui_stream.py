@@ -14,7 +14,6 @@ own servers do.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,7 +43,6 @@ HEADERS = {
     "x-vercel-ai-ui-message-stream": "v1",
     "x-accel-buffering": "no",
 }
-DONE = b"data: [DONE]\n\n"
 
 FINISH_REASONS: dict[FinalRunStatus, str] = {
     "completed": "stop",
@@ -141,12 +139,6 @@ def sdk_version(query: str | None, header: str | None) -> int:
                     f"sdk must be a major version such as 6, not {value!r}"
                 ) from exc
     return 5
-
-
-def encode_chunk(chunk: Chunk) -> bytes:
-    return (
-        b"data: " + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
-    )
 
 
 class UIStreamEncoder:
