@@ -24,10 +24,10 @@ import pytest
 import websockets
 
 from tests.e2e.conftest import create_key
-from tests.e2e.test_websocket import messages_of, start_run
+from tests.e2e.test_websocket import start_run
 from tests.support.databases import drop_postgres, fresh_postgres_url
 from tests.support.redis import REDIS_URL, PrivateRedis, drop_prefix_sync, unique_prefix
-from tests.support.server import ServerProcess, start_server
+from tests.support.server import ServerProcess, saved_messages, start_server
 from tests.support.wsclient import WsClient, bench_text, text_of
 
 pytestmark = pytest.mark.e2e
@@ -139,7 +139,7 @@ async def test_a_message_resent_to_another_node_starts_no_second_run(
     assert {f["run_id"] for f in frames if f.get("run_id")} == {run_id}
     assert text_of(frames) == bench_text(100)
     await first.until_end(run_id)
-    assert [m["role"] for m in messages_of(b, key, session_id)] == ["user", "assistant"]
+    assert [m["role"] for m in saved_messages(b, key, session_id)] == ["user", "assistant"]
     await first.close()
     await again.close()
 
@@ -160,7 +160,7 @@ async def test_a_cancel_sent_to_one_node_stops_the_run_on_another(
     assert frames[-1]["data"]["reason"] == "cancelled"
     partial = text_of(frames)
     assert partial and bench_text(2000).startswith(partial) and partial != bench_text(2000)
-    saved = messages_of(b, key, session_id)[-1]
+    saved = saved_messages(b, key, session_id)[-1]
     assert saved["status"] == "cancelled" and saved["parts"] == [{"type": "text", "text": partial}]
     assert (await run_of(b, key, run_id))["status"] == "cancelled"
     await watcher.close()
@@ -210,7 +210,7 @@ async def test_kill_9_of_the_running_node_ends_its_runs_interrupted_elsewhere(
     assert seqs(watcher.frames) == list(range(1, len(seqs(watcher.frames)) + 1))
     partial = text_of(watcher.frames)
     assert partial and bench_text(3000).startswith(partial) and partial != bench_text(3000)
-    saved = messages_of(b, key, session_id)
+    saved = saved_messages(b, key, session_id)
     assert [m["role"] for m in saved] == ["user", "assistant"]
     assert saved[1]["status"] == "interrupted"
     assert saved[1]["parts"] == [{"type": "text", "text": partial}]
@@ -255,8 +255,8 @@ async def test_sigterm_drains_short_runs_complete_long_runs_end_interrupted(
     assert text_of(frames, short_run) == bench_text(20)
     partial = text_of(frames, long_run)
     assert partial and bench_text(3000).startswith(partial) and partial != bench_text(3000)
-    assert messages_of(b, key, short_session)[-1]["status"] == "complete"
-    saved = messages_of(b, key, long_session)[-1]
+    assert saved_messages(b, key, short_session)[-1]["status"] == "complete"
+    saved = saved_messages(b, key, long_session)[-1]
     assert saved["status"] == "interrupted" and saved["parts"] == [
         {"type": "text", "text": partial}
     ]
@@ -307,10 +307,10 @@ async def test_redis_restarted_mid_run_loses_nothing_saved_and_hangs_no_client(
                 frame["type"] == "status" and frame["data"]["status"] == "END"
             ):
                 break
-        saved = messages_of(node, key, done_session)
+        saved = saved_messages(node, key, done_session)
         assert [m["status"] for m in saved] == ["complete", "complete"]
         assert saved[1]["parts"] == [{"type": "text", "text": bench_text(20)}]
-        mid = messages_of(node, key, session_id)
+        mid = saved_messages(node, key, session_id)
         assert mid[0]["role"] == "user" and mid[0]["parts"][0]["text"] == "words=3000 rate=100"
 
         async def settled() -> bool:
@@ -322,7 +322,7 @@ async def test_redis_restarted_mid_run_loses_nothing_saved_and_hangs_no_client(
             await asyncio.sleep(0.2)
         run = await run_of(node, key, run_id)
         assert run["status"] in ("failed", "completed")
-        answer = messages_of(node, key, session_id)[-1]
+        answer = saved_messages(node, key, session_id)[-1]
         assert answer["role"] == "assistant" and answer["status"] in ("error", "complete")
         saved_text = "".join(p["text"] for p in answer["parts"] if p["type"] == "text")
         assert bench_text(3000).startswith(saved_text)
@@ -400,7 +400,7 @@ async def test_a_message_to_a_busy_session_on_another_node_queues_or_interrupts(
     fourth = await start_of_another(breaker, third)
     assert text_of(await breaker.until_end(fourth["run_id"])) == bench_text(9)
     assert (await owner.until_end(third))[-1]["data"]["reason"] == "cancelled"
-    statuses = [m["status"] for m in messages_of(a, key, session_id) if m["role"] == "assistant"]
+    statuses = [m["status"] for m in saved_messages(a, key, session_id) if m["role"] == "assistant"]
     assert statuses == ["complete", "complete", "cancelled", "complete"]
     for client in (owner, queued, breaker):
         await client.close()
