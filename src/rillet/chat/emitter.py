@@ -103,13 +103,16 @@ class RunEmitter:
         self._buffer.clear()
         self._buffer_chars = 0
         cls = TextDeltaEvent if self._buffer_kind == "text" else ReasoningDeltaEvent
-        await self._append_locked(
-            cls(session_id=self.session_id, run_id=self.run_id, seq=0, text=text)
+        await self._store_locked(
+            cls(session_id=self.session_id, run_id=self.run_id, seq=self._next_seq, text=text)
         )
         self._last_append = time.monotonic()
 
     async def _append_locked(self, event: RunEvent) -> RunEvent:
-        event = event.with_seq(self._next_seq)
+        return await self._store_locked(event.with_seq(self._next_seq))
+
+    async def _store_locked(self, event: RunEvent) -> RunEvent:
+        """Append `event`, already numbered with the next seq."""
         # Counted before the await: an append whose caller is cancelled still lands (backends
         # finish what they started), so the next event must take the next seq.
         self._next_seq += 1

@@ -24,10 +24,18 @@ class PartsBuilder:
     """Accumulates UI parts from run events, in order."""
 
     def __init__(self, parts: Iterable[dict[str, Any]] = ()) -> None:
-        self.parts: list[dict[str, Any]] = [dict(part) for part in parts]
+        self._parts: list[dict[str, Any]] = [dict(part) for part in parts]
+        # Text added to the last part and not joined into it yet: joining once per read, not
+        # once per delta, keeps a long answer from being copied again at every delta.
+        self._pending: list[str] = []
         self._tools: dict[str, dict[str, Any]] = {
-            part["tool_call_id"]: part for part in self.parts if part.get("type") == "tool"
+            part["tool_call_id"]: part for part in self._parts if part.get("type") == "tool"
         }
+
+    @property
+    def parts(self) -> list[dict[str, Any]]:
+        self._join()
+        return self._parts
 
     def add(self, event: RunEvent) -> None:
         if isinstance(event, TextDeltaEvent):
@@ -35,6 +43,7 @@ class PartsBuilder:
         elif isinstance(event, ReasoningDeltaEvent):
             self._add_text("reasoning", event.text)
         elif isinstance(event, ToolStartedEvent):
+            self._join()
             part = {
                 "type": "tool",
                 "tool_call_id": event.tool_call_id,
@@ -44,7 +53,7 @@ class PartsBuilder:
                 "status": "running" if event.runs_on == "server" else "awaiting_client",
             }
             self._tools[event.tool_call_id] = part
-            self.parts.append(part)
+            self._parts.append(part)
         elif isinstance(event, ToolConfirmationEvent):
             tool = self._tools.get(event.tool_call_id)
             if tool is not None:
@@ -60,10 +69,16 @@ class PartsBuilder:
                     tool["result"] = event.result
 
     def _add_text(self, kind: str, text: str) -> None:
-        if self.parts and self.parts[-1]["type"] == kind:
-            self.parts[-1]["text"] += text
+        if self._parts and self._parts[-1]["type"] == kind:
+            self._pending.append(text)
         else:
-            self.parts.append({"type": kind, "text": text})
+            self._join()
+            self._parts.append({"type": kind, "text": text})
+
+    def _join(self) -> None:
+        if self._pending:
+            self._parts[-1]["text"] += "".join(self._pending)
+            self._pending.clear()
 
     @property
     def text(self) -> str:
